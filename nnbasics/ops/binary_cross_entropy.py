@@ -1,0 +1,130 @@
+"""Binary cross-entropy, on probabilities and (stably) on logits.
+
+On probabilities p ∈ [0, 1] with targets y and element weights w:
+
+    forward:   l = -w (y log p + (1 - y) log(1 - p))
+    backward:  dl/dp = w (p - y) / (p (1 - p))
+               dl/dy = w (log(1 - p) - log p)
+
+As in PyTorch, each log is clamped at -100 so that p = 0 or 1 gives a large
+finite loss instead of inf, and p (1 - p) is clamped at 1e-12.
+
+On logits x (p = σ(x)), with softplus s(z) = log(1 + e^z) and an optional
+positive-class weight r (``pos_weight``), L = 1 + (r - 1) y:
+
+    forward:   l = w ((1 - y) x + L s(-x))               (-log σ(x) = s(-x))
+    backward:  dl/dx = w ((1 - y) - L σ(-x))             = w (σ(x) - y) when r = 1
+               dl/dy = w ((r - 1) s(-x) - x)             = -w x        when r = 1
+
+Never forming log σ(x) keeps it exact for any x: s(z) = max(z, 0) + log(1 + e^(-|z|))
+never overflows, which is why this is the loss to use after a sigmoid.
+"""
+import torch
+
+from ._reduction import reduce, unreduce
+from .sigmoid import sigmoid_forward
+
+LOG_CLAMP = -100.0
+EPS = 1e-12
+
+
+def _clamped_logs(p):
+    return torch.log(p).clamp_min(LOG_CLAMP), torch.log(1 - p).clamp_min(LOG_CLAMP)
+
+
+def _weighted(value, weight):
+    return value if weight is None else weight * value
+
+
+def bce_forward(p, y, weight):
+    log_p, log_1mp = _clamped_logs(p)
+    return _weighted(-(y * log_p + (1 - y) * log_1mp), weight)
+
+
+def bce_partials(p, y, weight):
+    log_p, log_1mp = _clamped_logs(p)
+    dp = (p - y) / (p * (1 - p)).clamp_min(EPS)
+    return _weighted(dp, weight), _weighted(log_1mp - log_p, weight)
+
+
+def softplus(z):
+    return z.clamp_min(0) + torch.log1p(torch.exp(-z.abs()))
+
+
+def bce_with_logits_forward(x, y, weight, pos_weight):
+    big_l = 1 if pos_weight is None else 1 + (pos_weight - 1) * y
+    return _weighted((1 - y) * x + big_l * softplus(-x), weight)
+
+
+def bce_with_logits_partials(x, y, weight, pos_weight):
+    if pos_weight is None:
+        return _weighted(sigmoid_forward(x) - y, weight), _weighted(-x, weight)
+    big_l = 1 + (pos_weight - 1) * y
+    dx = (1 - y) - big_l * sigmoid_forward(-x)
+    dy = (pos_weight - 1) * softplus(-x) - x
+    return _weighted(dx, weight), _weighted(dy, weight)
+
+
+def _backward(ctx, grad_loss, partials, like):
+    """Shared by both losses: upstream gradient times the partials, for the inputs that need one."""
+    gl = unreduce(grad_loss, ctx.reduction, like)
+    return tuple(gl * d if need else None for d, need in zip(partials, ctx.needs_input_grad))
+
+
+def _jvp(ctx, partials, tangents):
+    l_t = sum(d * t for d, t in zip(partials, tangents) if t is not None)
+    return reduce(l_t, ctx.reduction)
+
+
+class BinaryCrossEntropy(torch.autograd.Function):
+    """loss = binary_cross_entropy(p, y, w). p, y: same shape; w broadcastable to it."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(p, y, weight, reduction):
+        return reduce(bce_forward(p, y, weight), reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        p, y, weight, ctx.reduction = inputs
+        ctx.save_for_backward(p, y, weight)
+        ctx.save_for_forward(p, y, weight)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        p, y, weight = ctx.saved_tensors
+        return *_backward(ctx, grad_loss, bce_partials(p, y, weight), p), None, None
+
+    @staticmethod
+    def jvp(ctx, p_t, y_t, *_):
+        p, y, weight = ctx.saved_tensors
+        return _jvp(ctx, bce_partials(p, y, weight), (p_t, y_t))
+
+
+class BinaryCrossEntropyWithLogits(torch.autograd.Function):
+    """loss = binary_cross_entropy_with_logits(x, y, w, pos_weight). x, y: same shape;
+    w broadcastable to it; pos_weight broadcastable along the last (class) dimension."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, y, weight, pos_weight, reduction):
+        return reduce(bce_with_logits_forward(x, y, weight, pos_weight), reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, y, weight, pos_weight, ctx.reduction = inputs
+        ctx.save_for_backward(x, y, weight, pos_weight)
+        ctx.save_for_forward(x, y, weight, pos_weight)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        x, y, weight, pos_weight = ctx.saved_tensors
+        partials = bce_with_logits_partials(x, y, weight, pos_weight)
+        return *_backward(ctx, grad_loss, partials, x), None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, y_t, *_):
+        x, y, weight, pos_weight = ctx.saved_tensors
+        return _jvp(ctx, bce_with_logits_partials(x, y, weight, pos_weight), (x_t, y_t))

@@ -1,0 +1,105 @@
+"""Softmax cross-entropy, fused: one forward, one hand-written backward.
+
+Shapes: logits x (N, C), class indices t (N,), class weights w (C,) or None.
+Write p = softmax(x) along C, ε = label_smoothing, and for row i
+
+    forward:   l_i = (1 - ε) · w_{t_i} · (-log p_{i,t_i})  +  (ε / C) · Σ_c w_c · (-log p_{i,c})
+
+(w ≡ 1 without weights; rows with t_i = ignore_index give l_i = 0). Since
+d(-log p_k)/dx_j = p_j - [j = k], the derivative of every row is
+
+    backward:  dl_i/dx_ij = a_i · p_ij - q_ij
+               a_i  = (1 - ε) w_{t_i} + (ε / C) Σ_c w_c
+               q_ij = (1 - ε) w_{t_i} [j = t_i] + (ε / C) w_j
+
+i.e. the softmax minus the smoothed one-hot target q, weighted; without
+weights a_i = 1 and the rule is the famous  dl/dx = p - q.  Reductions: 'sum'
+adds the rows, 'mean' divides the sum by the total weight of the rows that
+are not ignored, Σ_i w_{t_i} (by N when unweighted), exactly as PyTorch does.
+
+This is one formula, not log_softmax and nll_loss chained: no (N, C) gradient
+of log p is ever formed. Backward recomputes p from the saved logits rather
+than keeping a second (N, C) tensor; being built from differentiable torch
+ops, it can itself be differentiated (double backward).
+"""
+import torch
+
+from ._reduction import reduce, unreduce
+from .softmax import log_softmax_forward, softmax_forward
+
+
+def _targets(target, weight, ignore_index):
+    """(valid rows, a safe class index per row, the weight w_{t_i} per row)."""
+    valid = target != ignore_index
+    t = torch.where(valid, target, 0)  # any class will do: the row is masked out
+    w_t = weight[t] if weight is not None else torch.ones_like(t, dtype=torch.get_default_dtype())
+    return valid, t, w_t
+
+
+def total_weight(target, weight, ignore_index, dtype):
+    """Σ_i w_{t_i} over the rows that are not ignored: the divisor of 'mean'."""
+    valid, _, w_t = _targets(target, weight, ignore_index)
+    return torch.where(valid, w_t, 0).sum().to(dtype)
+
+
+def cross_entropy_rows(x, target, weight, ignore_index, label_smoothing):
+    """l_i for every row. x: (N, C); returns (N,)."""
+    logp = log_softmax_forward(x, 1)
+    valid, t, w_t = _targets(target, weight, ignore_index)
+    loss = (1 - label_smoothing) * w_t.to(x.dtype) * -logp.gather(1, t[:, None]).squeeze(1)
+    if label_smoothing:  # skipped at ε = 0, where a -inf logit would give 0·inf = NaN
+        smooth = -(logp if weight is None else logp * weight).sum(1)
+        loss = loss + label_smoothing / x.shape[1] * smooth
+    return torch.where(valid, loss, 0)
+
+
+def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing):
+    """dl_i/dx_ij = a_i p_ij - q_ij for every row (zero on ignored rows). x: (N, C); returns (N, C)."""
+    n_classes = x.shape[1]
+    p = softmax_forward(x, 1)
+    valid, t, w_t = _targets(target, weight, ignore_index)
+    onehot = (t[:, None] == torch.arange(n_classes, device=x.device)).to(x.dtype)
+    eps = label_smoothing
+    w_t = w_t.to(x.dtype)[:, None]
+    if weight is None:
+        a = 1.0
+        q = (1 - eps) * onehot + eps / n_classes
+    else:
+        a = (1 - eps) * w_t + eps / n_classes * weight.sum()
+        q = (1 - eps) * w_t * onehot + eps / n_classes * weight
+    return torch.where(valid[:, None], a * p - q, 0)
+
+
+class CrossEntropy(torch.autograd.Function):
+    """loss = cross_entropy(x, t). x: (N, C) float; target: (N,) int64;
+    weight: (C,) or None; loss: (N,) for reduction='none', else a scalar."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, target, weight, ignore_index, reduction, label_smoothing):
+        rows = cross_entropy_rows(x, target, weight, ignore_index, label_smoothing)
+        return reduce(rows, reduction, total_weight(target, weight, ignore_index, x.dtype))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, weight, ctx.ignore_index, ctx.reduction, ctx.label_smoothing = inputs
+        ctx.save_for_backward(x, target, weight)
+        ctx.save_for_forward(x, target, weight)
+
+    @staticmethod
+    def _grad_and_total(ctx):
+        x, target, weight = ctx.saved_tensors
+        grad = cross_entropy_grad(x, target, weight, ctx.ignore_index, ctx.label_smoothing)
+        return grad, total_weight(target, weight, ctx.ignore_index, x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad, total = CrossEntropy._grad_and_total(ctx)
+        grad_rows = unreduce(grad_loss, ctx.reduction, grad[:, 0], total)
+        return grad_rows[:, None] * grad, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        grad, total = CrossEntropy._grad_and_total(ctx)
+        return reduce((grad * x_t).sum(1), ctx.reduction, total)

@@ -1,0 +1,47 @@
+"""Leaky ReLU.
+
+    forward:   y = x if x > 0 else a·x                  (a = negative_slope)
+    backward:  dy/dx = 1 if x > 0 else a                so  grad_x = grad_y · (1 or a)
+
+As for ReLU, backward needs only where x was positive: a 1-byte mask is saved
+and returned as a second, non-differentiable output. At x = 0 the slope is a,
+as in PyTorch.
+"""
+import torch
+
+
+def leaky_relu_forward(x: torch.Tensor, negative_slope: float):
+    mask = x > 0
+    return torch.where(mask, x, x * negative_slope), mask
+
+
+def leaky_relu_backward(grad_y: torch.Tensor, mask: torch.Tensor, negative_slope: float) -> torch.Tensor:
+    return torch.where(mask, grad_y, grad_y * negative_slope)
+
+
+class LeakyReLU(torch.autograd.Function):
+    """(y, mask) = leaky_relu(x, a). x: any shape; y, mask: same shape."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, negative_slope):
+        return leaky_relu_forward(x, negative_slope)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, mask = output
+        ctx.negative_slope = inputs[1]
+        ctx.mark_non_differentiable(mask)
+        ctx.save_for_backward(mask)
+        ctx.save_for_forward(mask)
+
+    @staticmethod
+    def backward(ctx, grad_y, _grad_mask):
+        (mask,) = ctx.saved_tensors
+        return leaky_relu_backward(grad_y, mask, ctx.negative_slope), None
+
+    @staticmethod
+    def jvp(ctx, x_t, _slope_t):
+        (mask,) = ctx.saved_tensors
+        return leaky_relu_backward(x_t, mask, ctx.negative_slope), None

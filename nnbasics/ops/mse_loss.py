@@ -1,0 +1,64 @@
+"""Mean squared error.
+
+Shapes: input x, target y and (optional) weight w all of one shape.
+
+    forward:   l = w (x - y)²                    L = reduce(l)
+    backward:  dl/dx =  2 w (x - y)
+               dl/dy = -2 w (x - y)
+               dl/dw = (x - y)²                  for 'none' and 'sum'
+               dL/dw = ((x - y)² - L) / Σw       for 'mean', which divides by Σw
+
+With weights, 'mean' is Σ w (x - y)² / Σ w, as in PyTorch; since Σw itself
+depends on w, its derivative gains the - L term (quotient rule).
+"""
+import torch
+
+from ._reduction import reduce, unreduce
+
+
+def _total(weight):
+    return None if weight is None else weight.sum()
+
+
+def mse_partials(x, y, weight, reduction, loss):
+    """(dl/dx, dl/dy, dl/dw) with the quotient-rule term of a weighted mean folded into dl/dw."""
+    d = x - y
+    dx = 2 * d if weight is None else 2 * weight * d
+    dw = None
+    if weight is not None:
+        dw = d * d - loss if reduction == "mean" else d * d
+    return dx, -dx, dw
+
+
+class MSELoss(torch.autograd.Function):
+    """loss = mse_loss(x, y, weight). x, y, weight: same shape; loss: that shape or a scalar."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, y, weight, reduction):
+        d = x - y
+        loss = d * d if weight is None else weight * d * d
+        return reduce(loss, reduction, _total(weight))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, y, weight, ctx.reduction = inputs
+        loss = output if weight is not None and ctx.reduction == "mean" else None  # only dL/dw reads it
+        ctx.save_for_backward(x, y, weight, loss)
+        ctx.save_for_forward(x, y, weight, loss)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        x, y, weight, loss = ctx.saved_tensors
+        gl = unreduce(grad_loss, ctx.reduction, x, _total(weight))
+        partials = mse_partials(x, y, weight, ctx.reduction, loss)
+        grads = [gl * p if p is not None and need else None for p, need in zip(partials, ctx.needs_input_grad)]
+        return *grads, None
+
+    @staticmethod
+    def jvp(ctx, x_t, y_t, weight_t, _reduction_t):
+        x, y, weight, loss = ctx.saved_tensors
+        partials = mse_partials(x, y, weight, ctx.reduction, loss)
+        l_t = sum(p * t for p, t in zip(partials, (x_t, y_t, weight_t)) if t is not None)
+        return reduce(l_t, ctx.reduction, _total(weight))

@@ -1,0 +1,52 @@
+"""ReLU.
+
+    forward:   y = max(x, 0)
+    backward:  dy/dx = 1 if x > 0 else 0                so  grad_x = grad_y · [x > 0]
+
+The derivative at exactly 0 is taken to be 0, as in PyTorch.
+
+What to save: backward needs only *where* x was positive. A boolean mask costs
+1 byte per element, the float output 2 to 8, so the mask is saved. It is
+written ``not (x <= 0)`` rather than ``x > 0`` so that a NaN input, whose
+output is NaN, passes its gradient through exactly as ``torch.relu`` does.
+
+The mask is an intermediate, not an input or output, and ``torch.func`` needs
+every saved tensor to be one of those: so forward returns it as a second,
+non-differentiable output, and ``nnbasics.functional.relu`` hands back only y.
+"""
+import torch
+
+
+def relu_forward(x: torch.Tensor):
+    return x.clamp_min(0), torch.logical_not(x <= 0)
+
+
+def relu_backward(grad_y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return grad_y * mask
+
+
+class ReLU(torch.autograd.Function):
+    """(y, mask) = relu(x). x: any shape; y: same shape; mask: bool, same shape."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return relu_forward(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, mask = output
+        ctx.mark_non_differentiable(mask)
+        ctx.save_for_backward(mask)
+        ctx.save_for_forward(mask)
+
+    @staticmethod
+    def backward(ctx, grad_y, _grad_mask):
+        (mask,) = ctx.saved_tensors
+        return relu_backward(grad_y, mask)
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        (mask,) = ctx.saved_tensors
+        return relu_backward(x_t, mask), None
