@@ -37,6 +37,8 @@ def _function(name: str, impl: str):
         from . import fused as module
     else:
         raise ValueError(f"impl={impl!r} is not an implementation: use one of {IMPLS}")
+    if torch.compiler.is_compiling():
+        return module.COMPILABLE[name]  # the twin without jvp, which Dynamo cannot trace
     return getattr(module, name)
 
 

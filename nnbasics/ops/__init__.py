@@ -7,6 +7,8 @@ kept as functions so the fused path (``nnbasics.fused``) can compile the very
 same math instead of copying it. User-facing validation, autocast and
 ``inplace`` live in ``nnbasics.functional``.
 """
+import torch
+
 from .binary_cross_entropy import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
 from .cross_entropy import CrossEntropy
 from .dropout import Dropout
@@ -23,3 +25,17 @@ __all__ = [
     "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "CrossEntropy", "Dropout", "Hardtanh",
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "Softmax", "Tanh",
 ]
+
+
+def without_jvp(fn):
+    """The same Function minus its hand-written ``jvp``.
+
+    TorchDynamo refuses to trace a Function that defines ``jvp`` (forward-mode
+    AD is not supported under ``torch.compile``), so ``nnbasics.functional``
+    applies this twin while compiling; eager code, ``torch.func.jvp`` and
+    ``gradcheck(check_forward_ad=True)`` use the original.
+    """
+    return type(fn.__name__, (fn,), {"jvp": torch.autograd.Function.jvp, "__module__": fn.__module__})
+
+
+COMPILABLE = {name: without_jvp(globals()[name]) for name in __all__}

@@ -1,0 +1,98 @@
+"""Every input a user can get wrong gets one clear exception that names the offending value."""
+import pytest
+import torch
+
+import nnbasics.functional as F
+
+
+def test_linear_size_mismatch_names_both_sizes():
+    with pytest.raises(RuntimeError, match=r"input of shape \(4, 10\).*in_features=11"):
+        F.linear(torch.randn(4, 10), torch.randn(3, 11))
+
+
+def test_linear_weight_and_bias_shapes():
+    with pytest.raises(RuntimeError, match=r"weight must be 2-D .*\(3,\)"):
+        F.linear(torch.randn(4, 3), torch.randn(3))
+    with pytest.raises(RuntimeError, match=r"bias must have shape \(3,\), got \(4,\)"):
+        F.linear(torch.randn(4, 5), torch.randn(3, 5), torch.randn(4))
+
+
+@pytest.mark.parametrize("bad", [5, -1, 17])
+def test_cross_entropy_target_out_of_range_names_the_value(bad):
+    target = torch.tensor([0, 1, bad, 2])
+    with pytest.raises(IndexError, match=rf"target value {bad} at index \(2,\) is outside \[0, 5\)"):
+        F.cross_entropy(torch.randn(4, 5), target)
+
+
+def test_cross_entropy_ignore_index_may_lie_outside_the_classes():
+    loss = F.cross_entropy(torch.randn(3, 5), torch.tensor([0, -100, 4]))
+    assert torch.isfinite(loss)
+
+
+def test_cross_entropy_batch_size_mismatch():
+    with pytest.raises(RuntimeError, match=r"batch sizes differ \(4 vs 3\)"):
+        F.cross_entropy(torch.randn(4, 5), torch.tensor([0, 1, 2]))
+    with pytest.raises(RuntimeError, match=r"needs a target of shape \(2, 3\)"):
+        F.cross_entropy(torch.randn(2, 5, 3), torch.zeros(2, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype,hint", [(torch.float32, "probability"), (torch.int32, r"target.long\(\)")])
+def test_cross_entropy_wrong_target_dtype(dtype, hint):
+    with pytest.raises(RuntimeError, match=rf"class indices as torch.int64, got {dtype}.*{hint}"):
+        F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=dtype))
+
+
+def test_cross_entropy_bad_weight_and_smoothing():
+    with pytest.raises(RuntimeError, match=r"weight must have shape \(5,\)"):
+        F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weight=torch.ones(4))
+    with pytest.raises(RuntimeError, match="weight requires grad"):
+        F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weight=torch.ones(5, requires_grad=True))
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
+        F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"])
+def test_unknown_reduction(name):
+    x = torch.rand(4, 5)
+    y = torch.zeros(4, dtype=torch.long) if name == "cross_entropy" else torch.rand(4, 5)
+    with pytest.raises(ValueError, match=r"reduction='avg' is not a valid value.*'none', 'mean' or 'sum'"):
+        getattr(F, name)(x, y, reduction="avg")
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5])
+def test_dropout_probability_outside_unit_interval(p):
+    with pytest.raises(ValueError, match=rf"between 0 and 1, but got p={p}"):
+        F.dropout(torch.randn(3), p)
+
+
+def test_hardtanh_bounds_in_the_wrong_order():
+    with pytest.raises(ValueError, match="min_val=2 cannot be greater than max_val=1"):
+        F.hardtanh(torch.randn(3), 2, 1)
+
+
+def test_binary_cross_entropy_input_outside_probabilities():
+    with pytest.raises(RuntimeError, match=r"input value 1.5 at index \(1,\) is not a probability"):
+        F.binary_cross_entropy(torch.tensor([0.5, 1.5]), torch.tensor([1.0, 0.0]))
+
+
+def test_binary_cross_entropy_shape_mismatch():
+    with pytest.raises(ValueError, match=r"target of shape \(2,\) differs from input of shape \(2, 3\)"):
+        F.binary_cross_entropy_with_logits(torch.randn(2, 3), torch.rand(2))
+
+
+def test_softmax_dim_out_of_range():
+    with pytest.raises(IndexError, match=r"dim=2 is out of range for an input of shape \(3, 4\)"):
+        F.softmax(torch.randn(3, 4), dim=2)
+
+
+def test_unknown_impl():
+    with pytest.raises(ValueError, match="impl='fast' is not an implementation"):
+        F.relu(torch.randn(3), impl="fast")
+
+
+def test_legacy_reduction_arguments_map_like_torch():
+    x, y = torch.randn(4, 5), torch.randn(4, 5)
+    with pytest.warns(UserWarning, match="reduction='sum'"):
+        assert torch.allclose(F.mse_loss(x, y, size_average=False), F.mse_loss(x, y, reduction="sum"))
+    with pytest.warns(UserWarning, match="reduction='none'"):
+        assert F.mse_loss(x, y, reduce=False).shape == (4, 5)
