@@ -1,0 +1,12 @@
+"""nnbasics: neural-network ops with hand-written backward passes, proven against PyTorch.
+
+- ``nnbasics.ops``: one ``torch.autograd.Function`` per op, its math in its docstring.
+- ``nnbasics.functional`` / ``nnbasics.nn``: drop-in twins of ``torch.nn.functional`` / ``torch.nn``.
+- ``nnbasics.fused``: the same formulas, compiled into fused kernels (``impl="fused"``).
+- ``nnbasics.testing``: the op registry and ``compare``, used by the tests and benchmarks.
+- ``python -m nnbasics.train``: an MLP on MNIST; ``python -m nnbasics.check``: every op against PyTorch.
+"""
+from . import functional, nn
+
+__version__ = "0.1.0"
+__all__ = ["functional", "nn", "__version__"]

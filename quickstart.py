@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Set up nnbasics (once) and run it: the README's two commands.
+
+    python3 quickstart.py train [flags of nnbasics.train]    # the main job: an MLP on MNIST
+    python3 quickstart.py test  [flags of pytest]            # the test suite
+    python3 quickstart.py bench [flags of benchmarks.ops]    # hand-written vs built-in ops
+    python3 quickstart.py check                              # every op against PyTorch, as a table
+
+Set-up, done on the first call and again only when pyproject.toml changes:
+1. a virtual environment ``.venv`` *with the system's site-packages visible*, so a
+   torch you already have is used as it is, never replaced or duplicated;
+2. torch, only if none is importable (``NNBASICS_TORCH`` overrides the default
+   ``torch==2.13.0``); a torch older than nnbasics needs stops with a message instead
+   of being upgraded behind your back;
+3. nnbasics itself (editable, without touching its dependencies) and whichever of
+   tqdm, pytest and matplotlib are missing.
+Needs only Python >= 3.10 with pip.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+MARKER = VENV / ".nnbasics-setup"
+TORCH = os.environ.get("NNBASICS_TORCH", "torch==2.13.0")
+MIN_TORCH = (2, 4)
+EXTRAS = {"tqdm": "tqdm>=4.60", "pytest": "pytest>=7", "matplotlib": "matplotlib>=3.5"}
+COMMANDS = {
+    "train": ["-m", "nnbasics.train"],
+    "test": ["-m", "pytest", "-q"],
+    "bench": ["-m", "benchmarks.ops"],
+    "check": ["-m", "nnbasics.check"],
+}
+
+
+def say(msg):
+    print(f"[quickstart] {msg}", file=sys.stderr, flush=True)
+
+
+def python() -> str:
+    """The interpreter to use: the project's venv, made on first use."""
+    exe = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    if not exe.exists():
+        say(f"creating {VENV.name}/ (system site-packages visible, so an installed torch is reused)")
+        try:
+            venv.EnvBuilder(system_site_packages=True, with_pip=True).create(VENV)
+        except Exception as exc:  # e.g. Debian's python without python3-venv
+            say(f"could not create a virtual environment ({exc}); installing into {sys.executable} instead")
+            return sys.executable
+    return str(exe)
+
+
+def has(py, module) -> bool:
+    return subprocess.run([py, "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+def pip(py, *args):
+    subprocess.run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q", *args], check=True)
+
+
+def setup(py):
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest() + py
+    if MARKER.exists() and MARKER.read_text() == stamp and has(py, "nnbasics"):
+        return
+    if not has(py, "torch"):
+        say(f"no torch found: installing {TORCH}")
+        pip(py, TORCH)
+    version = subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout
+    major_minor = tuple(int(p) for p in version.split(".")[:2])
+    if major_minor < MIN_TORCH:
+        sys.exit(f"[quickstart] nnbasics needs torch >= {'.'.join(map(str, MIN_TORCH))}, found {version.strip()}; "
+                 "upgrade it yourself (we never replace an installed torch)")
+    say(f"using torch {version.strip()}")
+    missing = [spec for module, spec in EXTRAS.items() if not has(py, module)]
+    if missing:
+        say(f"installing {', '.join(missing)}")
+        pip(py, *missing)
+    say("installing nnbasics (editable)")
+    pip(py, "--no-deps", "-e", str(ROOT))
+    if MARKER.parent.exists():
+        MARKER.write_text(stamp)
+
+
+def main(argv):
+    if not argv or argv[0] not in COMMANDS:
+        sys.exit(f"usage: python3 quickstart.py {{{'|'.join(COMMANDS)}}} [args...]")
+    py = python()
+    try:
+        setup(py)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"[quickstart] set-up failed: {' '.join(map(str, exc.cmd))} exited with {exc.returncode}")
+    os.chdir(ROOT)
+    return subprocess.run([py, *COMMANDS[argv[0]], *argv[1:]]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
