@@ -22,9 +22,10 @@ def _run(fn, sample, device, dtype):
     return out, grads
 
 
+@pytest.mark.parametrize("impl", ["custom", "fused"])
 @pytest.mark.parametrize("device,dtype", CASES)
 @pytest.mark.parametrize("op", OPS, ids=[op.name for op in OPS])
-def test_autocast_matches_builtin(op, device, dtype):
+def test_autocast_matches_builtin(op, device, dtype, impl):
     for sample in op.samples(device, torch.float32, True)[:4]:
         if op.random:
             torch.manual_seed(0)
@@ -32,7 +33,7 @@ def test_autocast_matches_builtin(op, device, dtype):
             with pytest.raises(RuntimeError, match="unsafe to autocast"), torch.autocast(device, dtype=dtype):
                 F.binary_cross_entropy(*sample.args, **sample.kwargs)
             continue
-        mine, mine_grads = _run(op.custom(), sample, device, dtype)
+        mine, mine_grads = _run(op.custom(impl), sample, device, dtype)
         if op.random:
             torch.manual_seed(0)
         ref, ref_grads = _run(op.builtin, sample, device, dtype)

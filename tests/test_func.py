@@ -15,10 +15,11 @@ def _close(name, a, b):
     assert r.close, str(r)
 
 
+@pytest.mark.parametrize("impl", ["custom", "fused"])
 @pytest.mark.parametrize("name", UNARY + ["softmax", "log_softmax"])
-def test_vmap_grad_jvp_of_activations(name):
+def test_vmap_grad_jvp_of_activations(name, impl):
     kw = {"dim": -1} if "softmax" in name else {}
-    mine, ref = (lambda x: getattr(F, name)(x, **kw)), (lambda x: getattr(TF, name)(x, **kw))
+    mine, ref = (lambda x: getattr(F, name)(x, **kw, impl=impl)), (lambda x: getattr(TF, name)(x, **kw))
     x = torch.randn(6, 5, dtype=torch.float64)
     _close(f"vmap {name}", vmap(mine)(x), vmap(ref)(x))
     _close(f"grad {name}", vmap(grad(lambda v: mine(v).square().sum()))(x), vmap(grad(lambda v: ref(v).square().sum()))(x))
@@ -28,7 +29,8 @@ def test_vmap_grad_jvp_of_activations(name):
     _close(f"jvp primal {name}", ym, yr)
 
 
-def test_per_sample_gradients_of_linear_and_cross_entropy():
+@pytest.mark.parametrize("impl", ["custom", "fused"])
+def test_per_sample_gradients_of_linear_and_cross_entropy(impl):
     """The textbook use of vmap(grad): one gradient per example, targets batched too."""
     w = torch.randn(3, 4, dtype=torch.float64)
     b = torch.randn(3, dtype=torch.float64)
@@ -36,7 +38,8 @@ def test_per_sample_gradients_of_linear_and_cross_entropy():
     t = torch.randint(0, 3, (8,))
 
     def loss(lib, w, b, x, t):
-        return lib.cross_entropy(lib.linear(x[None], w, b), t[None], label_smoothing=0.1)
+        kw = {"impl": impl} if lib is F else {}
+        return lib.cross_entropy(lib.linear(x[None], w, b, **kw), t[None], label_smoothing=0.1, **kw)
 
     mine = vmap(grad(lambda w, b, x, t: loss(F, w, b, x, t), argnums=(0, 1)), in_dims=(None, None, 0, 0))(w, b, x, t)
     ref = vmap(grad(lambda w, b, x, t: loss(TF, w, b, x, t), argnums=(0, 1)), in_dims=(None, None, 0, 0))(w, b, x, t)

@@ -10,47 +10,54 @@ from nnbasics.testing import compare
 from conftest import DEVICES
 
 
+IMPLS = ["custom", "fused"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_sigmoid_saturates_exactly_without_warnings(device, dtype):
+def test_sigmoid_saturates_exactly_without_warnings(device, dtype, impl):
     x = torch.tensor([-1000.0, -100.0, 0.0, 100.0, 1000.0], device=device, dtype=dtype, requires_grad=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        y = F.sigmoid(x)
+        warnings.simplefilter("error", RuntimeWarning)  # overflow warnings are RuntimeWarnings
+        y = F.sigmoid(x, impl=impl)
         y.sum().backward()
     assert y[0].item() == 0.0 and y[-1].item() == 1.0 and y[2].item() == 0.5
     assert torch.isfinite(x.grad).all()
     assert compare("sigmoid", y, torch.sigmoid(x)).close
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
-def test_softmax_of_huge_logits_is_finite_and_matches(device, name):
+def test_softmax_of_huge_logits_is_finite_and_matches(device, name, impl):
     x = torch.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, 1e4 - 1]], device=device, requires_grad=True)
-    mine, ref = getattr(F, name)(x, dim=1), getattr(TF, name)(x, dim=1)
+    mine, ref = getattr(F, name)(x, dim=1, impl=impl), getattr(TF, name)(x, dim=1)
     assert torch.isfinite(mine).all()
     assert compare(name, mine, ref).close
     g = torch.randn_like(mine)
     assert compare(f"{name} grad", torch.autograd.grad(mine, x, g)[0], torch.autograd.grad(ref, x, g)[0]).close
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy_of_huge_logits(device, smoothing):
+def test_cross_entropy_of_huge_logits(device, smoothing, impl):
     x = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], device=device, requires_grad=True)
     t = torch.tensor([1, 1], device=device)
-    mine = F.cross_entropy(x, t, label_smoothing=smoothing)
+    mine = F.cross_entropy(x, t, label_smoothing=smoothing, impl=impl)
     ref = TF.cross_entropy(x, t, label_smoothing=smoothing)
     assert torch.isfinite(mine) and compare("ce", mine, ref).close
     gm, gr = torch.autograd.grad(mine, x)[0], torch.autograd.grad(ref, x)[0]
     assert torch.isfinite(gm).all() and compare("ce grad", gm, gr).close
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("device", DEVICES)
-def test_bce_with_logits_is_stable_where_the_naive_form_is_not(device):
+def test_bce_with_logits_is_stable_where_the_naive_form_is_not(device, impl):
     x = torch.tensor([-200.0, -30.0, 0.0, 30.0, 200.0], device=device, requires_grad=True)
     y = torch.tensor([1.0, 1.0, 0.5, 0.0, 0.0], device=device)
-    mine = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    mine = F.binary_cross_entropy_with_logits(x, y, reduction="none", impl=impl)
     ref = TF.binary_cross_entropy_with_logits(x, y, reduction="none")
     assert torch.isfinite(mine).all() and compare("bcel", mine, ref).close
     assert mine[0].item() == pytest.approx(200.0)
@@ -64,11 +71,12 @@ def test_bce_clamps_the_log_at_minus_100_like_torch():
     assert compare("bce", mine, TF.binary_cross_entropy(p, y, reduction="none")).close
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu", "hardtanh", "softmax", "log_softmax"])
-def test_nan_propagates_like_the_builtin(name):
+def test_nan_propagates_like_the_builtin(name, impl):
     x = torch.tensor([[1.0, float("nan"), -2.0, 0.3]], requires_grad=True)
     kw = {"dim": 1} if "softmax" in name else {}
-    mine, ref = getattr(F, name)(x, **kw), getattr(TF, name)(x, **kw)
+    mine, ref = getattr(F, name)(x, **kw, impl=impl), getattr(TF, name)(x, **kw)
     assert compare(name, mine, ref).exact or compare(name, mine, ref).close
     assert mine.isnan().tolist() == ref.isnan().tolist()
     g = torch.ones_like(mine)
@@ -76,17 +84,19 @@ def test_nan_propagates_like_the_builtin(name):
     assert gm.isnan().tolist() == gr.isnan().tolist()
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name,kinks", [("relu", [0.0]), ("leaky_relu", [0.0]), ("hardtanh", [-1.0, 1.0])])
-def test_gradient_at_the_kink_follows_pytorch(name, kinks):
+def test_gradient_at_the_kink_follows_pytorch(name, kinks, impl):
     x = torch.tensor(kinks + [0.5], requires_grad=True)
-    gm = torch.autograd.grad(getattr(F, name)(x).sum(), x)[0]
+    gm = torch.autograd.grad(getattr(F, name)(x, impl=impl).sum(), x)[0]
     gr = torch.autograd.grad(getattr(TF, name)(x).sum(), x)[0]
     assert gm.tolist() == gr.tolist()
     if name == "relu":
         assert gm[0].item() == 0.0
 
 
-def test_relu_saves_a_one_byte_mask_and_linear_no_unneeded_tensor():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_relu_saves_a_one_byte_mask_and_linear_no_unneeded_tensor(impl):
     saved = []
 
     def pack(t):
@@ -95,20 +105,21 @@ def test_relu_saves_a_one_byte_mask_and_linear_no_unneeded_tensor():
 
     x = torch.randn(64, 32, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        F.relu(x)
+        F.relu(x, impl=impl)
     assert saved == [(torch.bool, 64 * 32)]
 
     saved.clear()
     w = torch.randn(16, 32, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        F.linear(x.detach(), w)  # the input needs no grad: dL/dx is not computed, so W is not saved
+        F.linear(x.detach(), w, impl=impl)  # the input needs no grad: dL/dx is not computed, so W is not saved
     assert saved == [(torch.float32, 64 * 32 * 4)]
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("device", DEVICES)
-def test_dropout_statistics_and_scaling(device):
+def test_dropout_statistics_and_scaling(device, impl):
     x = torch.ones(200_000, device=device, requires_grad=True)
-    y = F.dropout(x, 0.3)
+    y = F.dropout(x, 0.3, impl=impl)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.7) < 0.01
     assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
@@ -116,20 +127,22 @@ def test_dropout_statistics_and_scaling(device):
     assert torch.equal(g, y.detach())  # d(x·m/(1-p))/dx = m/(1-p) = y when x = 1
 
 
-def test_dropout_draws_the_same_mask_as_torch_on_cpu():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_dropout_draws_the_same_mask_as_torch_on_cpu(impl):
     x = torch.randn(1000)
     torch.manual_seed(7)
-    mine = F.dropout(x, 0.4)
+    mine = F.dropout(x, 0.4, impl=impl)
     torch.manual_seed(7)
     ref = TF.dropout(x, 0.4)
     assert torch.equal(mine != 0, ref != 0)
 
 
-def test_inplace_writes_into_the_input_like_torch():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_inplace_writes_into_the_input_like_torch(impl):
     for name in ["relu", "leaky_relu", "hardtanh"]:
         base = torch.randn(10, requires_grad=True)
         x = base * 1.0
-        out = getattr(F, name)(x, inplace=True)
+        out = getattr(F, name)(x, inplace=True, impl=impl)
         assert out is x
         assert torch.allclose(x, getattr(TF, name)(base))
         (g,) = torch.autograd.grad(out.sum(), base)

@@ -7,7 +7,7 @@ from torch.autograd import gradcheck, gradgradcheck
 from nnbasics.testing import OPS, compare, run_both, tolerances
 from conftest import DEVICES
 
-IMPLS = ["custom"]
+IMPLS = ["custom", "fused"]
 
 
 def _ids(ops):

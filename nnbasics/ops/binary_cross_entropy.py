@@ -65,15 +65,31 @@ def bce_with_logits_partials(x, y, weight, pos_weight):
     return _weighted(dx, weight), _weighted(dy, weight)
 
 
-def _backward(ctx, grad_loss, partials, like):
+def bce_loss(p, y, weight, reduction):
+    return reduce(bce_forward(p, y, weight), reduction)
+
+
+def bce_with_logits_loss(x, y, weight, pos_weight, reduction):
+    return reduce(bce_with_logits_forward(x, y, weight, pos_weight), reduction)
+
+
+def _backward(partials, grad_loss, reduction, like, needs_input_grad):
     """Shared by both losses: upstream gradient times the partials, for the inputs that need one."""
-    gl = unreduce(grad_loss, ctx.reduction, like)
-    return tuple(gl * d if need else None for d, need in zip(partials, ctx.needs_input_grad))
+    gl = unreduce(grad_loss, reduction, like)
+    return tuple(gl * d if need else None for d, need in zip(partials, needs_input_grad))
 
 
-def _jvp(ctx, partials, tangents):
+def bce_backward(grad_loss, p, y, weight, reduction, needs_input_grad):
+    return _backward(bce_partials(p, y, weight), grad_loss, reduction, p, needs_input_grad)
+
+
+def bce_with_logits_backward(grad_loss, x, y, weight, pos_weight, reduction, needs_input_grad):
+    return _backward(bce_with_logits_partials(x, y, weight, pos_weight), grad_loss, reduction, x, needs_input_grad)
+
+
+def _jvp(partials, tangents, reduction):
     l_t = sum(d * t for d, t in zip(partials, tangents) if t is not None)
-    return reduce(l_t, ctx.reduction)
+    return reduce(l_t, reduction)
 
 
 class BinaryCrossEntropy(torch.autograd.Function):
@@ -83,7 +99,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(p, y, weight, reduction):
-        return reduce(bce_forward(p, y, weight), reduction)
+        return bce_loss(p, y, weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -93,13 +109,12 @@ class BinaryCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        p, y, weight = ctx.saved_tensors
-        return *_backward(ctx, grad_loss, bce_partials(p, y, weight), p), None, None
+        return *bce_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:2]), None, None
 
     @staticmethod
     def jvp(ctx, p_t, y_t, *_):
         p, y, weight = ctx.saved_tensors
-        return _jvp(ctx, bce_partials(p, y, weight), (p_t, y_t))
+        return _jvp(bce_partials(p, y, weight), (p_t, y_t), ctx.reduction)
 
 
 class BinaryCrossEntropyWithLogits(torch.autograd.Function):
@@ -110,7 +125,7 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
 
     @staticmethod
     def forward(x, y, weight, pos_weight, reduction):
-        return reduce(bce_with_logits_forward(x, y, weight, pos_weight), reduction)
+        return bce_with_logits_loss(x, y, weight, pos_weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -120,11 +135,10 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        x, y, weight, pos_weight = ctx.saved_tensors
-        partials = bce_with_logits_partials(x, y, weight, pos_weight)
-        return *_backward(ctx, grad_loss, partials, x), None, None, None
+        grads = bce_with_logits_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:2])
+        return *grads, None, None, None
 
     @staticmethod
     def jvp(ctx, x_t, y_t, *_):
         x, y, weight, pos_weight = ctx.saved_tensors
-        return _jvp(ctx, bce_with_logits_partials(x, y, weight, pos_weight), (x_t, y_t))
+        return _jvp(bce_with_logits_partials(x, y, weight, pos_weight), (x_t, y_t), ctx.reduction)

@@ -70,6 +70,25 @@ def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing):
     return torch.where(valid[:, None], a * p - q, 0)
 
 
+def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
+    rows = cross_entropy_rows(x, target, weight, ignore_index, label_smoothing)
+    return reduce(rows, reduction, total_weight(target, weight, ignore_index, x.dtype))
+
+
+def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
+    """dL/dx = (dL/dl_i, per row) · (a_i p_ij - q_ij). Returns (N, C)."""
+    grad = cross_entropy_grad(x, target, weight, ignore_index, label_smoothing)
+    total = total_weight(target, weight, ignore_index, x.dtype)
+    grad_rows = unreduce(grad_loss, reduction, grad[:, 0], total)
+    return grad_rows[:, None] * grad
+
+
+def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
+    """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
+    grad = cross_entropy_grad(x, target, weight, ignore_index, label_smoothing)
+    return reduce((grad * x_t).sum(1), reduction, total_weight(target, weight, ignore_index, x.dtype))
+
+
 class CrossEntropy(torch.autograd.Function):
     """loss = cross_entropy(x, t). x: (N, C) float; target: (N,) int64;
     weight: (C,) or None; loss: (N,) for reduction='none', else a scalar."""
@@ -78,28 +97,19 @@ class CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(x, target, weight, ignore_index, reduction, label_smoothing):
-        rows = cross_entropy_rows(x, target, weight, ignore_index, label_smoothing)
-        return reduce(rows, reduction, total_weight(target, weight, ignore_index, x.dtype))
+        return cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, target, weight, ctx.ignore_index, ctx.reduction, ctx.label_smoothing = inputs
+        x, target, weight, *ctx.options = inputs  # options: ignore_index, reduction, label_smoothing
         ctx.save_for_backward(x, target, weight)
         ctx.save_for_forward(x, target, weight)
 
     @staticmethod
-    def _grad_and_total(ctx):
-        x, target, weight = ctx.saved_tensors
-        grad = cross_entropy_grad(x, target, weight, ctx.ignore_index, ctx.label_smoothing)
-        return grad, total_weight(target, weight, ctx.ignore_index, x.dtype)
-
-    @staticmethod
     def backward(ctx, grad_loss):
-        grad, total = CrossEntropy._grad_and_total(ctx)
-        grad_rows = unreduce(grad_loss, ctx.reduction, grad[:, 0], total)
-        return grad_rows[:, None] * grad, None, None, None, None, None
+        grad_x = cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options)
+        return grad_x, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, x_t, *_):
-        grad, total = CrossEntropy._grad_and_total(ctx)
-        return reduce((grad * x_t).sum(1), ctx.reduction, total)
+        return cross_entropy_jvp(x_t, *ctx.saved_tensors, *ctx.options)

@@ -14,7 +14,13 @@ import torch
 
 
 def dropout_forward(x: torch.Tensor, p: float):
-    mask = torch.empty_like(x).bernoulli_(1 - p).bool()
+    keep = torch.empty_like(x).bernoulli_(1 - p)  # 1.0 with probability 1 - p, else 0.0
+    return dropout_apply(x, keep, p)
+
+
+def dropout_apply(x: torch.Tensor, keep: torch.Tensor, p: float):
+    """(y, mask) from x and the drawn 0/1 tensor ``keep``: the arithmetic, apart from the random draw."""
+    mask = keep.bool()
     return dropout_backward(x, mask, p), mask
 
 

@@ -30,6 +30,24 @@ def mse_partials(x, y, weight, reduction, loss):
     return dx, -dx, dw
 
 
+def mse_forward(x, y, weight, reduction):
+    d = x - y
+    loss = d * d if weight is None else weight * d * d
+    return reduce(loss, reduction, _total(weight))
+
+
+def mse_backward(grad_loss, x, y, weight, loss, reduction, needs_input_grad):
+    gl = unreduce(grad_loss, reduction, x, _total(weight))
+    partials = mse_partials(x, y, weight, reduction, loss)
+    return tuple(gl * p if p is not None and need else None for p, need in zip(partials, needs_input_grad))
+
+
+def mse_jvp(tangents, x, y, weight, loss, reduction):
+    partials = mse_partials(x, y, weight, reduction, loss)
+    l_t = sum(p * t for p, t in zip(partials, tangents) if t is not None)
+    return reduce(l_t, reduction, _total(weight))
+
+
 class MSELoss(torch.autograd.Function):
     """loss = mse_loss(x, y, weight). x, y, weight: same shape; loss: that shape or a scalar."""
 
@@ -37,9 +55,7 @@ class MSELoss(torch.autograd.Function):
 
     @staticmethod
     def forward(x, y, weight, reduction):
-        d = x - y
-        loss = d * d if weight is None else weight * d * d
-        return reduce(loss, reduction, _total(weight))
+        return mse_forward(x, y, weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -50,15 +66,8 @@ class MSELoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        x, y, weight, loss = ctx.saved_tensors
-        gl = unreduce(grad_loss, ctx.reduction, x, _total(weight))
-        partials = mse_partials(x, y, weight, ctx.reduction, loss)
-        grads = [gl * p if p is not None and need else None for p, need in zip(partials, ctx.needs_input_grad)]
-        return *grads, None
+        return *mse_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:3]), None
 
     @staticmethod
     def jvp(ctx, x_t, y_t, weight_t, _reduction_t):
-        x, y, weight, loss = ctx.saved_tensors
-        partials = mse_partials(x, y, weight, ctx.reduction, loss)
-        l_t = sum(p * t for p, t in zip(partials, (x_t, y_t, weight_t)) if t is not None)
-        return reduce(l_t, ctx.reduction, _total(weight))
+        return mse_jvp((x_t, y_t, weight_t), *ctx.saved_tensors, ctx.reduction)
