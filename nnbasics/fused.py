@@ -103,6 +103,8 @@ class ReLU(ops.ReLU):
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None
         return _relu_backward(grad_y, *ctx.saved_tensors)
 
 
@@ -111,6 +113,8 @@ class LeakyReLU(ops.LeakyReLU):
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None
         return _leaky_relu_backward(grad_y, *ctx.saved_tensors, ctx.negative_slope), None
 
 
@@ -119,6 +123,8 @@ class Hardtanh(ops.Hardtanh):
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None, None
         return _hardtanh_backward(grad_y, *ctx.saved_tensors), None, None
 
 
@@ -131,6 +137,8 @@ class Dropout(ops.Dropout):
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None
         return _dropout_backward(grad_y, *ctx.saved_tensors, ctx.p), None
 
 
@@ -246,11 +254,14 @@ class CrossEntropyInPlace(torch.autograd.Function):
         _, grad = output
         ctx.mark_dirty(x)
         ctx.mark_non_differentiable(grad)
+        ctx.set_materialize_grads(False)  # else backward starts by allocating zeros the size of the logits
         ctx.save_for_backward(grad, target, weight)
         ctx.used = False
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_of_grad):
+        if grad_loss is None:
+            return None, None, None, None, None, None
         if ctx.used:
             raise RuntimeError("cross_entropy_: the gradient was stored over the logits and has been used; "
                                "backward can run only once (no retain_graph) for this loss")

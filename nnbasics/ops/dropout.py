@@ -44,11 +44,14 @@ class Dropout(torch.autograd.Function):
         _, mask = output
         ctx.p = inputs[1]
         ctx.mark_non_differentiable(mask)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(mask)
         ctx.save_for_forward(mask)
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None
         (mask,) = ctx.saved_tensors
         return dropout_backward(grad_y, mask, ctx.p), None
 

@@ -33,11 +33,14 @@ class Hardtanh(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         _, mask = output
         ctx.mark_non_differentiable(mask)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(mask)
         ctx.save_for_forward(mask)
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None, None
         (mask,) = ctx.saved_tensors
         return hardtanh_backward(grad_y, mask), None, None
 

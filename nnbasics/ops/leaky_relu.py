@@ -33,11 +33,14 @@ class LeakyReLU(torch.autograd.Function):
         _, mask = output
         ctx.negative_slope = inputs[1]
         ctx.mark_non_differentiable(mask)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(mask)
         ctx.save_for_forward(mask)
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None
         (mask,) = ctx.saved_tensors
         return leaky_relu_backward(grad_y, mask, ctx.negative_slope), None
 

@@ -38,11 +38,14 @@ class ReLU(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         _, mask = output
         ctx.mark_non_differentiable(mask)
+        ctx.set_materialize_grads(False)  # else autograd fills a zero "gradient of the mask" every backward
         ctx.save_for_backward(mask)
         ctx.save_for_forward(mask)
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None
         (mask,) = ctx.saved_tensors
         return relu_backward(grad_y, mask)
 

@@ -1,0 +1,136 @@
+"""Test accuracy and confusion matrix of a trained MLP: ``python -m nnbasics.evaluate RUN_DIR``.
+
+PATH is a run folder written by ``nnbasics.train`` (its model.pt and
+summary.json), or a model.pt file. The architecture comes from the
+summary.json next to the model when there is one; otherwise the layer sizes
+are read off the weights' shapes and the activation comes from --activation
+(it has no weights to read). --hidden / --activation / --dataset override.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+
+from . import data as nndata
+from .nn import ACTIVATIONS, MLP
+from .train import DTYPES, EVAL_BATCH_SIZE, MODEL, SUMMARY, ConfigError, _Parser, resolve_device
+
+
+def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int = nndata.NUM_CLASSES) -> torch.Tensor:
+    """(num_classes, num_classes) int64 counts: row = true class, column = predicted class."""
+    return torch.bincount(target * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+@torch.no_grad()
+def predict(model, split, *, mean, std, batch_size=EVAL_BATCH_SIZE, dtype=torch.float32) -> torch.Tensor:
+    """Logits (N, 10) of ``model`` for every example of ``split``, in eval mode."""
+    model.eval()
+    return torch.cat([model(x) for x, _ in nndata.batches(split, batch_size, mean=mean, std=std, dtype=dtype)])
+
+
+def _linear_layers(state_dict: dict):
+    """[(index in the Sequential, weight shape)] of the Linear layers, in order."""
+    layers = sorted((int(k.split(".")[0]), v.shape) for k, v in state_dict.items() if k.endswith(".weight"))
+    if not layers or any(len(shape) != 2 for _, shape in layers):
+        raise ConfigError("this state_dict does not look like an MLP's (2-d '<i>.weight' tensors expected)")
+    return layers
+
+
+def model_from_state_dict(state_dict: dict, activation="relu", hidden=None) -> MLP:
+    """A builtin MLP with the architecture the weights imply, weights loaded.
+
+    Sizes come from the weight shapes (``hidden`` may state them, and is then
+    checked); dropout layers have no weights, but they shift the layer indices
+    (Linear, act, Dropout, Linear...), so their presence shows in the keys.
+    """
+    layers = _linear_layers(state_dict)
+    sizes = [layers[0][1][1]] + [shape[0] for _, shape in layers]
+    if hidden is not None and list(hidden) != sizes[1:-1]:
+        raise ConfigError(f"--hidden {' '.join(map(str, hidden))}: the weights have hidden sizes "
+                          f"{' '.join(map(str, sizes[1:-1]))}")
+    with_dropout = len(layers) > 1 and layers[1][0] - layers[0][0] == 3
+    model = MLP(sizes, activation=activation, dropout=0.5 if with_dropout else 0.0, impl="builtin")
+    model.load_state_dict(state_dict)
+    return model
+
+
+def load_run(path, *, hidden=None, activation=None, dataset=None):
+    """(model, config dict) from a run folder or a model.pt (see the module docstring)."""
+    path = pathlib.Path(path)
+    model_path = path / MODEL if path.is_dir() else path
+    if not model_path.is_file():
+        hint = " (the run has not finished: resume it with python -m nnbasics.train --resume DIR)" if path.is_dir() else ""
+        raise ConfigError(f"{path}: no {MODEL} there{hint}")
+    summary_path = model_path.parent / SUMMARY
+    config = json.loads(summary_path.read_text())["config"] if summary_path.is_file() else {}
+    if activation is not None:
+        config["activation"] = activation
+    if dataset is not None:
+        config["dataset"] = dataset
+    if hidden is not None and config.get("hidden") not in (None, list(hidden)):
+        raise ConfigError(f"--hidden {' '.join(map(str, hidden))}: {summary_path} says the run used "
+                          f"{' '.join(map(str, config['hidden']))}")
+    try:
+        state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
+        model = model_from_state_dict(state_dict, config.get("activation", "relu"), hidden)
+    except (RuntimeError, OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"{model_path}: cannot load it as an MLP ({str(e).splitlines()[0]})") from None
+    return model, config
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m nnbasics.evaluate", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("path", metavar="DIR_OR_MODEL", help="a run folder, or a model.pt")
+    p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="N",
+                   help="hidden sizes (default: from summary.json or the weights)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                   help="activation (default: from summary.json, else relu)")
+    p.add_argument("--dataset", choices=nndata.DATASETS, default=None,
+                   help="dataset (default: from summary.json, else mnist)")
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: the cache)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no data-loading messages")
+    return p
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        model, config = load_run(args.path, hidden=args.hidden, activation=args.activation, dataset=args.dataset)
+        dataset = config.get("dataset", "mnist")
+        test = nndata.load_splits(dataset, data_dir=args.data_dir, device=device, quiet=args.quiet).test
+    except ConfigError as e:
+        raise SystemExit(f"evaluate: error: {e}") from None
+    except nndata.DataError as e:
+        raise SystemExit(f"evaluate: data error: {e}") from None
+    dtype = DTYPES[config.get("dtype", "float32")]
+    model = model.to(device=device, dtype=dtype)
+    mean, std = nndata.NORMALIZATION[dataset]
+    logits = predict(model, test, mean=mean, std=std, dtype=dtype)
+    loss = torch.nn.functional.cross_entropy(logits, test.labels).item()
+    pred = logits.argmax(1)
+    correct = int((pred == test.labels).sum())
+    print(f"test accuracy {correct / len(test):.2%} ({correct}/{len(test)}) on {dataset}, loss {loss:.4f}")
+    print(format_confusion(confusion_matrix(test.labels, pred).cpu()))
+    return 0
+
+
+def format_confusion(matrix: torch.Tensor) -> str:
+    """The matrix as text: a header of predicted classes, one row per true class."""
+    n = matrix.shape[0]
+    width = max(len(str(int(matrix.max()))), 3) + 1
+    lines = ["confusion matrix (rows: true class, columns: predicted class)",
+             "true\\pred" + "".join(f"{c:>{width}}" for c in range(n))]
+    for i in range(n):
+        lines.append(f"{i:>9}" + "".join(f"{int(v):>{width}}" for v in matrix[i]))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,683 @@
+"""Train an MLP on MNIST with the hand-written ops: ``python -m nnbasics.train --help``.
+
+Laid out like pytorch/examples' ``mnist/main.py``: argparse flags become a
+``Config``, ``train_epoch()`` and ``evaluate()`` are plain functions, ``run()``
+wires them together and ``main()`` adds the command line around ``run()``.
+The whole dataset is moved to the device once and batched there
+(``nnbasics.data.batches``), so a step is a handful of tensor ops and no
+Python runs per sample. Only the ops are hand-written: the optimiser and the
+learning-rate schedules are torch's own.
+
+Pieces meant for reuse (the benchmarks use them):
+
+    build(config, steps_per_epoch)   -> (model, optimizer, scheduler), seeded
+    make_loss(config)                -> loss_fn(logits, target, reduction="mean")
+    train_step(model, optimizer, x, y, loss_fn) -> (loss, n_correct) tensors
+    train_epoch(...), evaluate(...)  -> one pass over a split
+    run(config, data=None)           -> summary dict
+
+What a run leaves in its folder (``--out``, default ``runs/<time>-<impl>``):
+
+    metrics.jsonl   one JSON object per epoch (losses, accuracies, lr, speed)
+    summary.json    test loss/accuracy, best epoch, wall time, device, impl, config
+    model.pt        a state_dict that loads into nnbasics.nn.MLP(..., impl="builtin")
+    checkpoint.pt   everything needed to resume exactly, rewritten every epoch
+    curves.png      loss and accuracy against epoch (if matplotlib is installed)
+
+Every file is written to a temporary file first and renamed into place, so an
+interrupted run never leaves half a file behind.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import os
+import pathlib
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as TF
+from tqdm import tqdm
+
+from . import data as nndata
+from . import functional as F
+from .nn import ACTIVATIONS, MLP
+
+IMPLS = ("custom", "fused", "builtin")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+EVAL_BATCH_SIZE = 2500  # evaluation keeps no activations for backward, so it takes big batches
+CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES = "checkpoint.pt", "metrics.jsonl", "summary.json", "model.pt", "curves.png"
+# What --resume may change: where the data is and how chatty the run is. Everything
+# else comes from the checkpoint, or the run would not continue exactly.
+RESUME_MAY_CHANGE = ("resume", "out", "quiet", "data_dir")
+
+
+@dataclass
+class Config:
+    """Everything a run depends on: the parsed command-line flags, and their defaults.
+
+    The defaults train 784-1024-1024-10 to >= 98.5% test accuracy on MNIST in
+    about 1.5 minutes on a 2-core CPU (see README / benchmarks).
+    """
+
+    # model
+    hidden: list = field(default_factory=lambda: [1024, 1024])
+    activation: str = "relu"
+    dropout: float = 0.2
+    init: str = "kaiming"
+    impl: str = "custom"
+    # optimisation
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"
+    epochs: int = 12
+    batch_size: int = 256
+    patience: int = 0
+    seed: int = 0
+    # machine
+    device: str = "auto"
+    dtype: str = "float32"
+    compile: bool = False
+    amp: bool = False
+    # data and files
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    limit_train: int | None = None
+    out: str | None = None
+    resume: str | None = None
+    quiet: bool = False
+
+
+class ConfigError(ValueError):
+    """A flag value that cannot work; the message names it and says what to do."""
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: ``run_dir`` holds the checkpoint after ``epoch`` epochs."""
+
+    def __init__(self, run_dir, epoch):
+        super().__init__(f"interrupted after epoch {epoch}; checkpoint in {run_dir}")
+        self.run_dir, self.epoch = run_dir, epoch
+
+
+# --------------------------------------------------------------------------- configuration
+
+def check_config(config: Config) -> None:
+    """Raise ConfigError, naming the flag, for values that cannot work."""
+    def bad(flag, value, what):
+        raise ConfigError(f"{flag} {value}: {what}")
+
+    if not config.hidden or min(config.hidden) < 1:
+        bad("--hidden", " ".join(map(str, config.hidden)), "give one or more layer widths, each >= 1")
+    if config.activation not in ACTIVATIONS:
+        bad("--activation", config.activation, f"unknown activation; use one of {', '.join(ACTIVATIONS)}")
+    if config.impl not in IMPLS:
+        bad("--impl", config.impl, f"unknown implementation; use one of {', '.join(IMPLS)}")
+    if config.schedule not in SCHEDULES:
+        bad("--schedule", config.schedule, f"unknown schedule; use one of {', '.join(SCHEDULES)}")
+    if config.dtype not in DTYPES:
+        bad("--dtype", config.dtype, f"unknown dtype; use one of {', '.join(DTYPES)}")
+    if config.dataset not in nndata.DATASETS:
+        bad("--dataset", config.dataset, f"unknown dataset; use one of {', '.join(nndata.DATASETS)}")
+    if not 0 <= config.dropout < 1:
+        bad("--dropout", config.dropout, "must be in [0, 1)")
+    if not config.lr >= 0:  # also catches NaN
+        bad("--lr", config.lr, "the learning rate must be >= 0 (a negative one climbs the loss)")
+    if not 0 <= config.momentum < 1:
+        bad("--momentum", config.momentum, "must be in [0, 1)")
+    if config.nesterov and config.momentum == 0:
+        bad("--momentum", config.momentum, "Nesterov momentum needs --momentum > 0 (or pass --no-nesterov)")
+    if not config.weight_decay >= 0:
+        bad("--weight-decay", config.weight_decay, "must be >= 0")
+    if not 0 <= config.label_smoothing <= 1:
+        bad("--label-smoothing", config.label_smoothing, "must be in [0, 1]")
+    if config.epochs < 1:
+        bad("--epochs", config.epochs, "must be >= 1")
+    if config.batch_size < 1:
+        bad("--batch-size", config.batch_size, "must be a positive integer, e.g. 256")
+    if config.patience < 0:
+        bad("--patience", config.patience, "must be >= 0 (0 turns early stopping off)")
+    if config.limit_train is not None and config.limit_train < config.batch_size:
+        bad("--limit-train", config.limit_train, f"must be at least one batch (--batch-size {config.batch_size})")
+    if config.amp and config.dtype != "float32":
+        bad("--amp", f"with --dtype {config.dtype}", "bfloat16 autocast starts from float32; drop one of them")
+    if config.impl == "fused":
+        try:
+            from . import fused  # noqa: F401  (written separately; may not exist yet)
+        except ImportError as e:
+            bad("--impl", "fused", f"nnbasics.fused cannot be imported ({e}); use --impl custom or builtin")
+    resolve_device(config.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU. Raises ConfigError for a device this machine lacks."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ConfigError(f"--device {name}: not supported here; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+# --------------------------------------------------------------------------- model, loss, optimiser
+
+def build(config: Config, steps_per_epoch: int, device=None):
+    """(model, optimizer, scheduler) for ``config``; the scheduler is stepped once per batch.
+
+    Seeds the global RNG with ``config.seed`` first, so the same config gives
+    the same initial weights whatever the impl (nnbasics.nn.MLP guarantees it).
+    """
+    device = resolve_device(config.device) if device is None else torch.device(device)
+    torch.manual_seed(config.seed)  # seeds the CUDA generators too
+    model = MLP([28 * 28, *config.hidden, nndata.NUM_CLASSES], activation=config.activation, dropout=config.dropout,
+                impl=config.impl, init=config.init, device=device, dtype=DTYPES[config.dtype])
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        # Warm up from lr/25 over the first 30% of the steps, then cosine down to ~0. The
+        # momentum stays at --momentum (cycle_momentum=False) so that the flag means what it says.
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+                                                        cycle_momentum=False)
+    elif config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    elif config.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [total // 2, total * 3 // 4], gamma=0.1)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return model, optimizer, scheduler
+
+
+def make_loss(config: Config):
+    """loss_fn(logits, target, reduction="mean"): cross-entropy from the run's implementation."""
+    if config.impl == "builtin":
+        return functools.partial(TF.cross_entropy, label_smoothing=config.label_smoothing)
+    return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl)
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+# --------------------------------------------------------------------------- one step, one epoch
+
+def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
+    """One SGD step on the batch x (B, 784), y (B,).
+
+    Returns (loss, n_correct) as 0-d tensors on the device: reading them
+    (``.item()``) would make the CPU wait for a GPU, so the caller sums them
+    and reads the sums once per epoch.
+    """
+    with _autocast(x.device, amp):
+        logits = model(x)
+        loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+
+def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch_size, generator,
+                dtype=torch.float32, amp=False, bar=None):
+    """One pass over ``split`` in a fresh random order (drawn from ``generator``).
+
+    The last incomplete batch is dropped: every step then has the same shape,
+    which keeps torch.compile from recompiling and the timing even.
+    Returns (mean loss, accuracy, samples seen) as Python numbers. The accuracy
+    is the running one, measured with dropout on.
+    """
+    model.train()
+    device = split.labels.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    live = bar is not None and device.type == "cpu"  # a live loss is free only on the CPU (no GPU sync)
+    for step, (x, y) in enumerate(nndata.batches(split, batch_size, mean=mean, std=std, shuffle=True,
+                                                 generator=generator, drop_last=True, dtype=dtype)):
+        loss, n_correct = train_step(model, optimizer, x, y, loss_fn, amp=amp)
+        scheduler.step()
+        loss_sum += loss * len(y)
+        correct += n_correct
+        seen += len(y)
+        if bar is not None:
+            bar.update(len(y))
+            if live and step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
+    return loss_sum.item() / seen, correct.item() / seen, seen
+
+
+@torch.no_grad()
+def evaluate(model, split, loss_fn, *, mean, std, batch_size=EVAL_BATCH_SIZE, dtype=torch.float32, amp=False):
+    """(mean loss, accuracy) of ``model`` on ``split``, in eval mode (no dropout)."""
+    model.eval()
+    device = split.labels.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for x, y in nndata.batches(split, batch_size, mean=mean, std=std, dtype=dtype):
+        with _autocast(device, amp):
+            logits = model(x)
+            loss_sum += loss_fn(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(split), correct.item() / len(split)
+
+
+# --------------------------------------------------------------------------- files
+
+@contextlib.contextmanager
+def _atomic(path: pathlib.Path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes private (0600) files; run outputs are not secret
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_atomic(obj, path) -> None:
+    """torch.save, atomically."""
+    with _atomic(pathlib.Path(path)) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_text_atomic(path, text: str) -> None:
+    with _atomic(pathlib.Path(path)) as tmp:
+        pathlib.Path(tmp).write_text(text)
+
+
+def _cpu_state_dict(model) -> dict:
+    """The model's weights on the CPU, detached: loadable anywhere, by a plain torch.nn MLP too."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def new_run_dir(config: Config) -> pathlib.Path:
+    """runs/<YYYYmmdd-HHMMSS>-<impl>, made unique with a suffix if that folder exists."""
+    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{config.impl}"
+    for i in range(1000):
+        path = pathlib.Path("runs") / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"--out: could not create a new folder under runs/ named {stem}; pass --out DIR")
+
+
+def plot_curves(history: list, path) -> bool:
+    """Loss and accuracy against epoch, train and validation. False if matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "val"):
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
+        ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in history], marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with _atomic(pathlib.Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+@dataclass
+class Progress:
+    """Where a run stands after ``epoch`` finished epochs (saved in the checkpoint)."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)  # the metrics.jsonl records so far
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one, for early stopping
+    best_weights: dict | None = None  # only kept with --patience
+    train_s: float = 0.0  # seconds spent in epochs, over all sessions
+
+
+def rng_states(device: torch.device, generator: torch.Generator) -> dict:
+    """Every random stream a run draws from: init and dropout (torch's CPU and CUDA
+    generators) and the batch order (the data generator)."""
+    states = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict, device: torch.device, generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["data"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def save_checkpoint(path, config, model, optimizer, scheduler, generator, progress: Progress, device) -> None:
+    save_atomic({
+        "config": dataclasses.asdict(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_states(device, generator),
+        "progress": dataclasses.asdict(progress),
+    }, path)
+
+
+def load_checkpoint(run_dir) -> dict:
+    """The checkpoint of a run folder, or ConfigError saying why there is none."""
+    path = pathlib.Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file: say so in one line
+        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({type(e).__name__}: {e})") from None
+
+
+def resume_config(config: Config, checkpoint: dict) -> Config:
+    """The saved config of the run being resumed; only RESUME_MAY_CHANGE may differ from it."""
+    saved = Config(**checkpoint["config"])
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        new = getattr(config, f.name)
+        if f.name in RESUME_MAY_CHANGE:
+            continue
+        if new != getattr(defaults, f.name) and new != getattr(saved, f.name):
+            flag = "--" + f.name.replace("_", "-")
+            raise ConfigError(f"{flag} {new}: a resumed run keeps its saved config ({flag} "
+                              f"{getattr(saved, f.name)}); start a new run to change it")
+    return dataclasses.replace(saved, resume=config.resume, out=config.resume, quiet=config.quiet,
+                               data_dir=config.data_dir)
+
+
+# --------------------------------------------------------------------------- a whole run
+
+def _say(config: Config, message: str) -> None:
+    if not config.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _first(split, n):
+    """The first ``n`` examples of a split (views, no copy)."""
+    return nndata.Split(split.images[:n], split.labels[:n])
+
+
+def run(config: Config, data=None) -> dict:
+    """Train, validate every epoch, test once; write the run folder. Returns the summary dict.
+
+    ``data``: an already loaded ``nnbasics.data.load_splits`` result (tests pass one
+    to skip reading the files); by default the dataset is loaded onto the device.
+    Raises ConfigError for bad settings, Diverged for a NaN/inf loss,
+    nnbasics.data.DataError for data problems and Interrupted (a KeyboardInterrupt)
+    on Ctrl-C; in every case the last checkpoint stays usable with ``--resume``.
+    """
+    started = time.perf_counter()
+    checkpoint = None
+    if config.resume:
+        checkpoint = load_checkpoint(config.resume)
+        config = resume_config(config, checkpoint)
+    check_config(config)
+    device = resolve_device(config.device)
+    if data is None:
+        data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
+    train = data.train if config.limit_train is None else _first(data.train, config.limit_train)
+    steps_per_epoch = len(train) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"--batch-size {config.batch_size}: larger than the {len(train)} training examples")
+
+    model, optimizer, scheduler = build(config, steps_per_epoch, device)
+    generator = torch.Generator(device).manual_seed(config.seed)  # the batch order; dropout uses torch's RNG
+    out = pathlib.Path(config.out) if config.out else new_run_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(config, out=str(out))
+    run_state = (config, model, optimizer, scheduler, generator)
+    progress = Progress()
+    if checkpoint is None:
+        save_checkpoint(out / CHECKPOINT, *run_state, progress, device)  # so that Ctrl-C always has one
+    else:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        set_rng_states(checkpoint["rng"], device, generator)
+        progress = Progress(**checkpoint["progress"])
+        _say(config, f"resuming {out} after epoch {progress.epoch}/{config.epochs}")
+    # Rewritten whole from the checkpoint's history (it is tiny), so the two always agree.
+    write_text_atomic(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
+
+    loss_fn = make_loss(config)
+    forward = model
+    if config.compile:  # the compiled wrapper shares model's parameters; model.pt is saved from model
+        forward, loss_fn = torch.compile(model), torch.compile(loss_fn)
+    kw = dict(mean=data.mean, std=data.std, dtype=DTYPES[config.dtype], amp=config.amp)
+    _say(config, f"{config.dataset}: MLP {'-'.join(map(str, model.sizes))} ({config.activation}, {config.impl} ops) "
+                 f"on {device} {config.dtype}{' +amp' if config.amp else ''}{' +compile' if config.compile else ''}, "
+                 f"{config.epochs} epochs of {steps_per_epoch} steps -> {out}")
+
+    try:
+        for epoch in range(progress.epoch + 1, config.epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            with tqdm(total=steps_per_epoch * config.batch_size, desc=f"epoch {epoch}/{config.epochs}",
+                      unit="samples", unit_scale=True, disable=config.quiet, file=sys.stderr) as bar:
+                train_loss, train_acc, seen = train_epoch(
+                    forward, optimizer, scheduler, loss_fn, train, batch_size=config.batch_size,
+                    generator=generator, bar=None if config.quiet else bar, **kw)
+                train_s = time.perf_counter() - t0
+                if not math.isfinite(train_loss):
+                    raise Diverged(
+                        f"the training loss became {train_loss} in epoch {epoch} (lr {lr:.3g}): the run diverged; "
+                        f"try a lower --lr than {config.lr}. The last good checkpoint (epoch {progress.epoch}) "
+                        f"is in {out}")
+                val_loss, val_acc = evaluate(forward, data.val, loss_fn, **kw)
+                seconds = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.2%}")
+            progress.history.append({
+                "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                "val_acc": val_acc, "lr": lr, "seconds": seconds, "samples_per_s": seen / train_s,
+            })
+            progress.epoch = epoch
+            progress.train_s += seconds
+            stop = _early_stopping(progress, model, val_loss, config.patience)
+            save_checkpoint(out / CHECKPOINT, *run_state, progress, device)
+            write_text_atomic(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
+            if stop:
+                _say(config, f"early stopping: no better validation loss for {config.patience} epochs")
+                break
+
+        if config.patience and progress.best_weights is not None:
+            model.load_state_dict(progress.best_weights)  # early stopping hands back the best model, not the last
+        test_loss, test_acc = evaluate(forward, data.test, loss_fn, **kw)
+        summary = {
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "best_epoch": progress.best_epoch,
+            "epochs_run": progress.epoch,
+            "stopped_early": progress.epoch < config.epochs,
+            "wall_s": time.perf_counter() - started,
+            "train_s": progress.train_s,
+            "compile_s": _compile_seconds(progress.history) if config.compile else None,
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+            "impl": config.impl,
+            "torch": torch.__version__,
+            "config": dataclasses.asdict(config),
+        }
+        save_atomic(_cpu_state_dict(model), out / MODEL)
+        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        if not plot_curves(progress.history, out / CURVES):
+            _say(config, "matplotlib is not installed, so no curves.png (pip install matplotlib)")
+    except KeyboardInterrupt:
+        raise Interrupted(out, progress.epoch) from None
+    return summary
+
+
+def _compile_seconds(history: list):
+    """Compiling happens during the first epoch: its excess over the median of the later ones."""
+    if len(history) < 2:
+        return None
+    later = sorted(r["seconds"] for r in history[1:])
+    return max(history[0]["seconds"] - later[len(later) // 2], 0.0)
+
+
+def _early_stopping(progress: Progress, model, val_loss: float, patience: int) -> bool:
+    """Track the best validation loss; True when ``patience`` epochs in a row did not beat it."""
+    if val_loss < progress.best_val_loss:
+        progress.best_val_loss, progress.best_epoch, progress.bad_epochs = val_loss, progress.epoch, 0
+        if patience:
+            progress.best_weights = _cpu_state_dict(model)
+        return False
+    progress.bad_epochs += 1
+    return patience > 0 and progress.bad_epochs >= patience
+
+
+# --------------------------------------------------------------------------- command line
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, no usage dump: the message names the flag, --help has the rest."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = _Parser(prog="nnbasics-train", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, nargs="+", default=d.hidden, metavar="N", help="hidden layer widths")
+    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="activation after each hidden layer")
+    g.add_argument("--dropout", type=float, default=d.dropout, help="dropout probability after each activation")
+    g.add_argument("--init", choices=("kaiming", "xavier", "torch"), default=d.init,
+                   help="weight init (torch = PyTorch's default Kaiming-uniform with a=sqrt(5))")
+    g.add_argument("--impl", choices=IMPLS, default=d.impl,
+                   help="ops: custom (nnbasics.ops), fused (nnbasics.fused) or builtin (torch.nn); "
+                        "the same seed gives every impl the same initial weights and batches")
+    g = p.add_argument_group("optimisation (torch.optim.SGD)")
+    g.add_argument("--lr", type=float, default=d.lr, help="learning rate (the peak one for onecycle)")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov, help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="learning-rate schedule, stepped every batch: onecycle (warm-up over 30%% then cosine), "
+                        "cosine (to 0), step (x0.1 at 50%% and 75%%), constant")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
+    g.add_argument("--patience", type=int, default=d.patience,
+                   help="stop after this many epochs without a better validation loss and restore the best "
+                        "weights (0: off)")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed for init, dropout and batch order")
+    g = p.add_argument_group("machine")
+    g.add_argument("--device", default=d.device, help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="parameter and data dtype")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model and the loss")
+    g.add_argument("--amp", action="store_true", help="bfloat16 autocast (needs --dtype float32)")
+    g = p.add_argument_group("data and files")
+    g.add_argument("--dataset", choices=nndata.DATASETS, default=d.dataset, help="dataset")
+    g.add_argument("--data-dir", default=d.data_dir,
+                   help=f"folder with the IDX files (default: the cache, {nndata.cache_dir()}, filled on first use)")
+    g.add_argument("--limit-train", type=int, default=d.limit_train, metavar="N",
+                   help="train on the first N training examples only (quick tests)")
+    g.add_argument("--out", default=d.out, help="run folder (default: a new runs/<time>-<impl>)")
+    g.add_argument("--resume", default=d.resume, metavar="DIR",
+                   help="continue the run in DIR from its checkpoint, with its saved config")
+    g.add_argument("--quiet", action="store_true", help="no progress bars, only the final line")
+    return p
+
+
+def parse_args(argv=None) -> Config:
+    """Command-line flags → Config; bad values exit with one line (parser.error)."""
+    parser = make_parser()
+    config = Config(**vars(parser.parse_args(argv)))
+    if config.resume is None:  # a resumed run is checked against its saved config in run()
+        try:
+            check_config(config)
+        except ConfigError as e:
+            parser.error(str(e))
+    return config
+
+
+@contextlib.contextmanager
+def _sigterm_raises_keyboard_interrupt():
+    """Let ``kill`` (SIGTERM) stop a run the way Ctrl-C does, so both save and explain how to resume."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv=None) -> int:
+    """``nnbasics-train``: returns 0, or raises SystemExit with a one-line message."""
+    config = parse_args(argv)
+    with _sigterm_raises_keyboard_interrupt():
+        try:
+            summary = run(config)
+        except ConfigError as e:
+            raise SystemExit(f"nnbasics-train: error: {e}") from None
+        except nndata.DataError as e:
+            raise SystemExit(f"nnbasics-train: data error: {e}") from None
+        except Diverged as e:
+            raise SystemExit(f"nnbasics-train: error: {e}") from None
+        except Interrupted as e:
+            # 128 + SIGINT, the shell's code for Ctrl-C; the checkpoint is at an epoch boundary,
+            # so the epoch that was cut short is redone from its start and the result is unchanged.
+            print(f"nnbasics-train: interrupted; the checkpoint after epoch {e.epoch} is in {e.run_dir}. "
+                  f"Resume with: python -m nnbasics.train --resume {e.run_dir}", file=sys.stderr)
+            return 130
+        except KeyboardInterrupt:
+            print("nnbasics-train: interrupted before the first checkpoint; nothing to resume", file=sys.stderr)
+            return 130
+    out = summary["config"]["out"]
+    print(f"test accuracy {summary['test_acc']:.2%} (loss {summary['test_loss']:.4f}) after "
+          f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}; run saved in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
