@@ -6,6 +6,7 @@ from torch.func import grad, jvp, vmap
 
 import nnbasics.functional as F
 from nnbasics.testing import compare
+from conftest import DEVICES
 
 UNARY = ["sigmoid", "tanh", "relu", "leaky_relu", "hardtanh"]
 
@@ -15,12 +16,13 @@ def _close(name, a, b):
     assert r.close, str(r)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["custom", "fused"])
 @pytest.mark.parametrize("name", UNARY + ["softmax", "log_softmax"])
-def test_vmap_grad_jvp_of_activations(name, impl):
+def test_vmap_grad_jvp_of_activations(name, impl, device):
     kw = {"dim": -1} if "softmax" in name else {}
     mine, ref = (lambda x: getattr(F, name)(x, **kw, impl=impl)), (lambda x: getattr(TF, name)(x, **kw))
-    x = torch.randn(6, 5, dtype=torch.float64)
+    x = torch.randn(6, 5, dtype=torch.float64, device=device)
     _close(f"vmap {name}", vmap(mine)(x), vmap(ref)(x))
     _close(f"grad {name}", vmap(grad(lambda v: mine(v).square().sum()))(x), vmap(grad(lambda v: ref(v).square().sum()))(x))
     t = torch.randn_like(x)
@@ -29,13 +31,14 @@ def test_vmap_grad_jvp_of_activations(name, impl):
     _close(f"jvp primal {name}", ym, yr)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["custom", "fused"])
-def test_per_sample_gradients_of_linear_and_cross_entropy(impl):
+def test_per_sample_gradients_of_linear_and_cross_entropy(impl, device):
     """The textbook use of vmap(grad): one gradient per example, targets batched too."""
-    w = torch.randn(3, 4, dtype=torch.float64)
-    b = torch.randn(3, dtype=torch.float64)
-    x = torch.randn(8, 4, dtype=torch.float64)
-    t = torch.randint(0, 3, (8,))
+    w = torch.randn(3, 4, dtype=torch.float64, device=device)
+    b = torch.randn(3, dtype=torch.float64, device=device)
+    x = torch.randn(8, 4, dtype=torch.float64, device=device)
+    t = torch.randint(0, 3, (8,), device=device)
 
     def loss(lib, w, b, x, t):
         kw = {"impl": impl} if lib is F else {}
