@@ -29,6 +29,9 @@ import time
 
 import torch
 
+from benchmarks import common
+from nnbasics import files
+
 VARIANTS = ("builtin", "custom", "fused", "fused_")
 
 
@@ -89,7 +92,8 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=8192, help="rows of logits, e.g. tokens (default: 8192)")
     parser.add_argument("--classes", type=int, default=32768, help="classes, e.g. vocabulary size (default: 32768)")
     parser.add_argument("--hidden", type=int, default=64, help="width of h, the layer before the logits (default: 64)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
+                        help="device (default: cuda if usable, else cpu)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="dtype (default: float32)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -111,7 +115,7 @@ def main(argv=None):
     for variant in variants:
         cmd = [sys.executable, "-m", "benchmarks.memory", "--child", variant, "--rows", str(args.rows),
                "--classes", str(args.classes), "--hidden", str(args.hidden), "--device", args.device, "--dtype", args.dtype]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO_ROOT)
         if out.returncode:
             sys.exit(f"{variant}: failed\n{out.stderr[-2000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -125,17 +129,14 @@ def main(argv=None):
         r["logits_tensors"] = r["peak_bytes"] / logits_bytes
         lines.append(f"{r['variant']:<10}{r['peak_bytes'] / 2**30:>10.2f}{r['logits_tensors']:>24.2f}{r['ratio']:>18.2f}{r['seconds']:>11.2f}")
     print("\n".join(lines))
-    meta = {"command": "python -m benchmarks.memory " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "rows": args.rows, "classes": args.classes, "hidden": args.hidden, "dtype": args.dtype}
+    meta = {**common.environment(torch.device(args.device), dtype, "python -m benchmarks.memory",
+                                 sys.argv[1:] if argv is None else argv),
+            "rows": args.rows, "classes": args.classes, "hidden": args.hidden}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=1)
+        files.write_json(args.json, {"meta": meta, "results": results}, indent=1)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(f"`{meta['command']}` — {meta['device']}, torch {meta['torch']}, {meta['date']}\n\n")
+        with files.atomic_open(args.markdown, "w") as f:
+            f.write(f"`{meta['command']}` — {meta['device_name']}, torch {meta['torch']}, {meta['threads']} threads, {meta['date']}\n\n")
             f.write("| variant | peak GiB | (rows, classes) tensors at peak | ratio vs builtin | fwd+bwd s |\n|---|---|---|---|---|\n")
             for r in results:
                 f.write(f"| {r['variant']} | {r['peak_bytes'] / 2**30:.2f} | {r['logits_tensors']:.2f} | {r['ratio']:.2f} | {r['seconds']:.2f} |\n")

@@ -20,7 +20,6 @@ Tensors handed out (N = number of examples):
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import importlib
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
+
+from .files import atomic_open
 
 DATASETS = ("mnist", "fashion-mnist")
 # Mean and std of all training pixels after dividing by 255.
@@ -144,23 +145,6 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "nnbasics"
 
 
-@contextlib.contextmanager
-def _atomic_open(path: pathlib.Path):
-    """Open a temporary file next to `path`; rename it to `path` only if the
-    with-block finishes without an exception, otherwise delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; cache files are not secret
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 # ----------------------------------------------------------------------------
 # IDX format: 2 zero bytes, dtype code (0x08 = uint8), ndim, then ndim
 # big-endian uint32 sizes, then the values in row-major order.
@@ -243,7 +227,7 @@ def write_idx(path, array: torch.Tensor) -> None:
     """Write a uint8 tensor as an IDX file (gzip if the name ends in .gz), atomically."""
     path = pathlib.Path(path)
     data = _idx_bytes(array)
-    with _atomic_open(path) as f:
+    with atomic_open(path) as f:
         f.write(gzip.compress(data) if path.suffix == ".gz" else data)
 
 
@@ -316,7 +300,7 @@ def _store(root: pathlib.Path, dataset: str, role: str, data: bytes) -> None:
     """Verify uncompressed IDX bytes, then write them into the cache atomically."""
     path = root / FILES[role]
     _verify(dataset, role, data, path)
-    with _atomic_open(path) as f:
+    with atomic_open(path) as f:
         f.write(data)
 
 
@@ -348,7 +332,7 @@ def _download(url: str, dest: pathlib.Path, md5: str, quiet: bool) -> None:
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         digest = hashlib.md5()
-        with _atomic_open(dest) as f, tqdm(
+        with atomic_open(dest) as f, tqdm(
             total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet, leave=False, file=sys.stderr
         ) as bar:
             while chunk := response.read(1 << 20):

@@ -36,11 +36,9 @@ import datetime
 import functools
 import json
 import math
-import os
 import pathlib
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -49,6 +47,7 @@ import torch.nn.functional as TF
 from tqdm import tqdm
 
 from . import data as nndata
+from . import files
 from . import functional as F
 from .nn import ACTIVATIONS, MLP
 
@@ -82,6 +81,7 @@ class Config:
     nesterov: bool = True
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    shift: int = 2
     schedule: str = "onecycle"
     epochs: int = 12
     batch_size: int = 256
@@ -148,6 +148,8 @@ def check_config(config: Config) -> None:
         bad("--weight-decay", config.weight_decay, "must be >= 0")
     if not 0 <= config.label_smoothing <= 1:
         bad("--label-smoothing", config.label_smoothing, "must be in [0, 1]")
+    if not 0 <= config.shift <= 8:
+        bad("--shift", config.shift, "must be in 0..8 pixels (0 turns the random shifts off)")
     if config.epochs < 1:
         bad("--epochs", config.epochs, "must be >= 1")
     if config.batch_size < 1:
@@ -158,11 +160,6 @@ def check_config(config: Config) -> None:
         bad("--limit-train", config.limit_train, f"must be at least one batch (--batch-size {config.batch_size})")
     if config.amp and config.dtype != "float32":
         bad("--amp", f"with --dtype {config.dtype}", "bfloat16 autocast starts from float32; drop one of them")
-    if config.impl == "fused":
-        try:
-            from . import fused  # noqa: F401  (written separately; may not exist yet)
-        except ImportError as e:
-            bad("--impl", "fused", f"nnbasics.fused cannot be imported ({e}); use --impl custom or builtin")
     resolve_device(config.device)
 
 
@@ -227,6 +224,24 @@ def _autocast(device: torch.device, amp: bool):
 
 # --------------------------------------------------------------------------- one step, one epoch
 
+def random_shift(x, max_shift: int, background: float, generator=None):
+    """Move each image of x (B, 784) by its own random (dy, dx) in [-max_shift, max_shift]².
+
+    The cheapest data augmentation there is, and the one an MLP needs most: it
+    has no notion of "the same stroke one pixel to the left". Pixels moved in
+    from outside the image get ``background`` (a blank pixel, normalised).
+    Draws 2·B integers from ``generator``.
+    """
+    if max_shift == 0:
+        return x
+    batch, side = x.shape[0], 28
+    padded = TF.pad(x.view(batch, side, side), (max_shift,) * 4, value=background)  # (B, 28+2s, 28+2s)
+    start = torch.randint(0, 2 * max_shift + 1, (2, batch, 1), generator=generator, device=x.device)
+    rows = start[0] + torch.arange(side, device=x.device)  # (B, 28): the rows of the padded image to keep
+    cols = start[1] + torch.arange(side, device=x.device)
+    return padded[torch.arange(batch, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]].view(batch, -1)
+
+
 def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
     """One SGD step on the batch x (B, 784), y (B,).
 
@@ -244,8 +259,9 @@ def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
 
 
 def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch_size, generator,
-                dtype=torch.float32, amp=False, bar=None):
-    """One pass over ``split`` in a fresh random order (drawn from ``generator``).
+                dtype=torch.float32, amp=False, shift=0, bar=None):
+    """One pass over ``split`` in a fresh random order, each image moved by up to
+    ``shift`` pixels (order and shifts drawn from ``generator``).
 
     The last incomplete batch is dropped: every step then has the same shape,
     which keeps torch.compile from recompiling and the timing even.
@@ -260,6 +276,7 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
     live = bar is not None and device.type == "cpu"  # a live loss is free only on the CPU (no GPU sync)
     for step, (x, y) in enumerate(nndata.batches(split, batch_size, mean=mean, std=std, shuffle=True,
                                                  generator=generator, drop_last=True, dtype=dtype)):
+        x = random_shift(x, shift, -mean / std, generator)
         loss, n_correct = train_step(model, optimizer, x, y, loss_fn, amp=amp)
         scheduler.step()
         loss_sum += loss * len(y)
@@ -288,32 +305,6 @@ def evaluate(model, split, loss_fn, *, mean, std, batch_size=EVAL_BATCH_SIZE, dt
 
 
 # --------------------------------------------------------------------------- files
-
-@contextlib.contextmanager
-def _atomic(path: pathlib.Path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes private (0600) files; run outputs are not secret
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def save_atomic(obj, path) -> None:
-    """torch.save, atomically."""
-    with _atomic(pathlib.Path(path)) as tmp:
-        torch.save(obj, tmp)
-
-
-def write_text_atomic(path, text: str) -> None:
-    with _atomic(pathlib.Path(path)) as tmp:
-        pathlib.Path(tmp).write_text(text)
-
 
 def _cpu_state_dict(model) -> dict:
     """The model's weights on the CPU, detached: loadable anywhere, by a plain torch.nn MLP too."""
@@ -353,7 +344,7 @@ def plot_curves(history: list, path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    with _atomic(pathlib.Path(path)) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return True
@@ -391,7 +382,7 @@ def set_rng_states(states: dict, device: torch.device, generator: torch.Generato
 
 
 def save_checkpoint(path, config, model, optimizer, scheduler, generator, progress: Progress, device) -> None:
-    save_atomic({
+    files.torch_save({
         "config": dataclasses.asdict(config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -480,7 +471,7 @@ def run(config: Config, data=None) -> dict:
         progress = Progress(**checkpoint["progress"])
         _say(config, f"resuming {out} after epoch {progress.epoch}/{config.epochs}")
     # Rewritten whole from the checkpoint's history (it is tiny), so the two always agree.
-    write_text_atomic(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
+    files.write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
 
     loss_fn = make_loss(config)
     forward = model
@@ -499,7 +490,7 @@ def run(config: Config, data=None) -> dict:
                       unit="samples", unit_scale=True, disable=config.quiet, file=sys.stderr) as bar:
                 train_loss, train_acc, seen = train_epoch(
                     forward, optimizer, scheduler, loss_fn, train, batch_size=config.batch_size,
-                    generator=generator, bar=None if config.quiet else bar, **kw)
+                    generator=generator, shift=config.shift, bar=None if config.quiet else bar, **kw)
                 train_s = time.perf_counter() - t0
                 if not math.isfinite(train_loss):
                     raise Diverged(
@@ -517,7 +508,7 @@ def run(config: Config, data=None) -> dict:
             progress.train_s += seconds
             stop = _early_stopping(progress, model, val_loss, config.patience)
             save_checkpoint(out / CHECKPOINT, *run_state, progress, device)
-            write_text_atomic(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
+            files.write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
             if stop:
                 _say(config, f"early stopping: no better validation loss for {config.patience} epochs")
                 break
@@ -541,8 +532,8 @@ def run(config: Config, data=None) -> dict:
             "torch": torch.__version__,
             "config": dataclasses.asdict(config),
         }
-        save_atomic(_cpu_state_dict(model), out / MODEL)
-        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        files.torch_save(_cpu_state_dict(model), out / MODEL)
+        files.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
         if not plot_curves(progress.history, out / CURVES):
             _say(config, "matplotlib is not installed, so no curves.png (pip install matplotlib)")
     except KeyboardInterrupt:
@@ -596,6 +587,9 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov, help="Nesterov momentum")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
+    g.add_argument("--shift", type=int, default=d.shift, metavar="PIXELS",
+                   help="data augmentation: move each training image by a random offset of up to this many "
+                        "pixels in each direction (0: off)")
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
                    help="learning-rate schedule, stepped every batch: onecycle (warm-up over 30%% then cosine), "
                         "cosine (to 0), step (x0.1 at 50%% and 75%%), constant")

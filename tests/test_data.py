@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import DEVICES
-from nnbasics import data
+from nnbasics import data, files
 
 # ----------------------------------------------------------------------------
 # Helpers and fixtures
@@ -101,7 +101,7 @@ def test_write_idx_round_trip_and_no_temp_files(tmp_path):
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "f"
     with pytest.raises(RuntimeError):
-        with data._atomic_open(target) as f:
+        with files.atomic_open(target) as f:
             f.write(b"half")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,231 @@
+"""Whole training, hand-written vs built-in: step time, memory saved for backward, time to 98%.
+
+    python -m benchmarks.train [--device cpu|cuda] [--impls builtin,custom,fused] [--batch-sizes 128,1024]
+                               [--no-compile] [--no-time-to-accuracy] [--quick] [--json F] [--markdown F]
+
+Three measurements of the MNIST MLP that ``python -m nnbasics.train`` trains, built by the
+training script's own ``build`` / ``train_step`` with its default config (784-1024-1024-10,
+ReLU, dropout 0.2, SGD with Nesterov momentum), changing only ``impl``:
+
+1. **Step time** (forward, backward, optimiser step) at each batch size, for every impl eager
+   and, unless ``--no-compile``, under ``torch.compile`` (``-compiled`` rows; the time of the
+   first, compiling call is reported separately as ``compile_s``). All variants are timed in
+   alternating rounds (``benchmarks.common.time_alternately``) and compared with the built-in
+   eager step: ``ratio`` < 1 is faster.
+2. **Bytes saved for backward** by one forward at batch 128, excluding the parameters and
+   the batch (which exist anyway): ``total`` sums every saved tensor as autograd's
+   hooks see it (a tensor saved by two ops counts twice, as each op asks for it), ``unique``
+   counts each storage once (what is really kept alive).
+3. **Time to 98% test accuracy**: the default recipe, trained epoch by epoch until the test
+   accuracy reaches the target; training time only (evaluation is not counted; the data is on
+   the device from the start); for compiled variants, compile time is reported separately.
+"""
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # python benchmarks/train.py: import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from benchmarks import common
+from nnbasics import data as nndata
+from nnbasics import files
+from nnbasics import train as nntrain
+
+IMPLS = ("builtin", "custom", "fused")
+
+
+def _variants(impls, compile_too):
+    out = [(impl, False) for impl in impls]
+    if compile_too:
+        out += [(impl, True) for impl in impls if impl != "fused"]  # compiled fused = compiled custom
+    return out
+
+
+def _name(impl, compiled):
+    return f"{impl}-compiled" if compiled else impl
+
+
+def _setup(config, device, compiled):
+    model, optimizer, _ = nntrain.build(config, steps_per_epoch=1000, device=device)
+    loss_fn = nntrain.make_loss(config)
+    if compiled:
+        model = torch.compile(model)
+        loss_fn = torch.compile(loss_fn)
+    return model, optimizer, loss_fn
+
+
+def step_times(config, data, device, batch_size, variants, rounds, min_run_time):
+    """Median seconds per training step of each variant, and the compile time of compiled ones."""
+    x, y = next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
+    fns, compile_s = {}, {}
+    for impl, compiled in variants:
+        model, optimizer, loss_fn = _setup(dataclasses.replace(config, impl=impl), device, compiled)
+        fns[_name(impl, compiled)] = lambda m=model, o=optimizer, f=loss_fn: nntrain.train_step(m, o, x, y, f)
+        start = time.perf_counter()
+        fns[_name(impl, compiled)]()  # the first call compiles (and warms up the allocator)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if compiled:
+            compile_s[_name(impl, compiled)] = time.perf_counter() - start
+    return common.time_alternately(fns, device, rounds=rounds, min_run_time=min_run_time), compile_s
+
+
+def saved_bytes(config, data, device, impls, batch_size=128):
+    """{impl: (total, unique)} bytes saved for backward by one forward, parameters and batch excluded."""
+    x, y = next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
+    out = {}
+    for impl in impls:
+        model, _, loss_fn = _setup(dataclasses.replace(config, impl=impl), device, compiled=False)
+        saved = common.saved_tensor_bytes(lambda: loss_fn(model(x), y), inputs=[x, y, *model.parameters()])
+        out[impl] = (saved.new_total, saved.new)
+    return out
+
+
+def time_to_accuracy(config, data, device, impl, compiled, target, max_epochs):
+    """Train the default recipe until the test accuracy reaches ``target``; training seconds only."""
+    model, optimizer, scheduler = nntrain.build(dataclasses.replace(config, impl=impl), len(data.train) // config.batch_size, device)
+    loss_fn = nntrain.make_loss(dataclasses.replace(config, impl=impl))
+    compile_s = 0.0
+    if compiled:  # compile outside the clock, on one batch, then restore the untouched start
+        state = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
+        train_model, train_loss = torch.compile(model), torch.compile(loss_fn)
+        x, y = next(nndata.batches(data.train, config.batch_size, mean=data.mean, std=data.std))
+        start = time.perf_counter()
+        nntrain.train_step(train_model, optimizer, x, y, train_loss)
+        compile_s = time.perf_counter() - start
+        model.load_state_dict(state[0])
+        optimizer.load_state_dict(state[1])
+    else:
+        train_model, train_loss = model, loss_fn
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    seconds, history = 0.0, []
+    for epoch in range(1, max_epochs + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        nntrain.train_epoch(train_model, optimizer, scheduler, train_loss, data.train, mean=data.mean, std=data.std,
+                            batch_size=config.batch_size, generator=generator, shift=config.shift)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+        _, acc = nntrain.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std)
+        history.append({"epoch": epoch, "train_s": round(seconds, 3), "test_acc": acc})
+        if acc >= target:
+            break
+    return {"variant": _name(impl, compiled), "reached": history[-1]["test_acc"] >= target, "epochs": len(history),
+            "train_s": seconds, "compile_s": compile_s, "test_acc": history[-1]["test_acc"], "history": history}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
+                        help="device (default: cuda if usable, else cpu)")
+    parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
+    parser.add_argument("--batch-sizes", default="128,1024", help="batch sizes of the step timing (default: 128,1024)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    parser.add_argument("--no-time-to-accuracy", action="store_true", help="skip the time-to-accuracy runs")
+    parser.add_argument("--target", type=float, default=0.98, help="test accuracy to reach (default: 0.98)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="give up after this many epochs (default: the recipe's)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timed block (default: 1.0)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke test: a 784-64-10 MLP, batch 128, one short round, time-to-accuracy on 5000 samples")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write Markdown tables (for the README)")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not common.cuda_usable():
+        parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
+    impls = args.impls.split(",")
+    if set(impls) - set(IMPLS):
+        parser.error(f"--impls: unknown {sorted(set(impls) - set(IMPLS))}; choose from {IMPLS}")
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        parser.error(f"--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 128,1024")
+    device = torch.device(args.device)
+    config = nntrain.Config(device=args.device, quiet=True)
+    if args.quick:
+        config = dataclasses.replace(config, hidden=[64], epochs=1)
+        batch_sizes, args.rounds, args.min_run_time = [128], 1, 0.05
+    data = nndata.load_splits(config.dataset, device=device, quiet=True)
+    if args.quick:
+        data.train = nndata.Split(data.train.images[:5000], data.train.labels[:5000])
+    env = common.environment(device, torch.float32, "python -m benchmarks.train", sys.argv[1:] if argv is None else argv)
+    warning = common.busy_warning(torch.get_num_threads())
+    if warning:
+        print("warning:", warning, file=sys.stderr)
+
+    variants = _variants(impls, not args.no_compile)
+    steps = []
+    for batch_size in batch_sizes:
+        times, compile_s = step_times(config, data, device, batch_size, variants, args.rounds, args.min_run_time)
+        base = times.get("builtin")
+        for name, seconds in times.items():
+            steps.append({"batch_size": batch_size, "variant": name, "step_ms": seconds * 1e3,
+                          "samples_per_s": batch_size / seconds, "ratio": seconds / base if base else None,
+                          "compile_s": compile_s.get(name)})
+    saved = saved_bytes(config, data, device, impls)
+    saved_rows = [{"impl": impl, "total_bytes": t, "unique_bytes": u,
+                   "total_ratio": t / saved["builtin"][0] if "builtin" in saved else None,
+                   "unique_ratio": u / saved["builtin"][1] if "builtin" in saved else None} for impl, (t, u) in saved.items()]
+    accuracy = []
+    if not args.no_time_to_accuracy:
+        for impl, compiled in variants:
+            accuracy.append(time_to_accuracy(config, data, device, impl, compiled, args.target,
+                                             args.max_epochs or config.epochs))
+
+    lines = [f"# {env['command']}  ({env['device_name']}, torch {env['torch']}, {env['threads']} threads, {env['date']})",
+             "", f"{'batch':>6} {'variant':<18} {'step ms':>9} {'samples/s':>11} {'vs builtin':>11} {'compile s':>10}"]
+    for r in steps:
+        lines.append(f"{r['batch_size']:>6} {r['variant']:<18} {r['step_ms']:>9.2f} {r['samples_per_s']:>11.0f} "
+                     f"{_fmt(r['ratio'], '.2f'):>11} {_fmt(r['compile_s'], '.1f'):>10}")
+    lines += ["", f"{'impl':<10} {'saved total KiB':>16} {'vs builtin':>11} {'saved unique KiB':>17} {'vs builtin':>11}"]
+    for r in saved_rows:
+        lines.append(f"{r['impl']:<10} {r['total_bytes'] / 1024:>16.0f} {_fmt(r['total_ratio'], '.2f'):>11} "
+                     f"{r['unique_bytes'] / 1024:>17.0f} {_fmt(r['unique_ratio'], '.2f'):>11}")
+    if accuracy:
+        lines += ["", f"{'variant':<18} {'reached':>8} {'epochs':>7} {'train s':>8} {'compile s':>10} {'test acc':>9}"]
+        for r in accuracy:
+            lines.append(f"{r['variant']:<18} {str(r['reached']):>8} {r['epochs']:>7} {r['train_s']:>8.1f} "
+                         f"{r['compile_s']:>10.1f} {r['test_acc']:>9.4f}")
+    print("\n".join(lines))
+    result = {"environment": env, "config": dataclasses.asdict(config), "target": args.target,
+              "steps": steps, "saved": saved_rows, "time_to_accuracy": accuracy}
+    if args.json:
+        files.write_json(args.json, result, indent=1)
+    if args.markdown:
+        files.write_text(args.markdown, markdown(result))
+    return 0
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(result):
+    env = result["environment"]
+    out = [f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, {env['date']})", "",
+           "| batch | variant | step ms | samples/s | time vs built-in eager | compile s |", "|---|---|---|---|---|---|"]
+    for r in result["steps"]:
+        out.append(f"| {r['batch_size']} | {r['variant']} | {r['step_ms']:.2f} | {r['samples_per_s']:.0f} | "
+                   f"{_fmt(r['ratio'], '.2f')} | {_fmt(r['compile_s'], '.1f')} |")
+    out += ["", "| impl | saved for backward, total KiB | vs built-in | unique storages KiB | vs built-in |", "|---|---|---|---|---|"]
+    for r in result["saved"]:
+        out.append(f"| {r['impl']} | {r['total_bytes'] / 1024:.0f} | {_fmt(r['total_ratio'], '.2f')} | "
+                   f"{r['unique_bytes'] / 1024:.0f} | {_fmt(r['unique_ratio'], '.2f')} |")
+    if result["time_to_accuracy"]:
+        out += ["", f"| variant | reached {result['target']:.0%} | epochs | training s | compile s | test acc |",
+                "|---|---|---|---|---|---|"]
+        for r in result["time_to_accuracy"]:
+            out.append(f"| {r['variant']} | {r['reached']} | {r['epochs']} | {r['train_s']:.1f} | {r['compile_s']:.1f} | "
+                       f"{r['test_acc']:.4f} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The benchmarks still run and report what they claim: benchmarks.ops, benchmarks.train and
+benchmarks.memory, on the CPU and on CUDA where it is available. No timing is asserted:
+timings are the benchmark's output, not a property of the code."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import common, memory, ops
+from benchmarks import train as bench_train
+from conftest import DEVICES
+from nnbasics.testing import OPS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def quick(request, tmp_path_factory):
+    """One ``--quick`` run of the readable reference, with every output written, per device."""
+    out = tmp_path_factory.mktemp("bench")
+    paths = {"json": out / "ops.json", "markdown": out / "ops.md", "plot": out / "ops.png"}
+    argv = ["--quick", "--device", request.param, "--impl", "custom"]
+    for flag, path in paths.items():
+        argv += [f"--{flag}", str(path)]
+    assert ops.main(argv) == 0
+    return paths
+
+
+def test_json_has_header_and_every_op_in_every_mode(quick):
+    report = json.loads(quick["json"].read_text())
+    for key in ("device_name", "torch", "threads", "date", "command", "git_commit", "dtype"):
+        assert key in report["header"]
+    assert report["header"]["command"].startswith("python -m benchmarks.ops --quick")
+    seen = {(row["op"], row["mode"]) for row in report["rows"]}
+    assert seen == {(op.name, mode) for op in OPS for mode in ops.MODES}
+
+
+def test_ratios_and_times_are_positive_and_finite(quick):
+    for row in json.loads(quick["json"].read_text())["rows"]:
+        for key in ("hand_ms", "builtin_ms", "time_ratio", "saved_ratio"):
+            assert row[key] > 0 and math.isfinite(row[key]), (row["op"], row["mode"], key, row[key])
+
+
+def test_relu_saved_bytes_match_what_each_relu_saves(quick):
+    """Counted independently: the hand-written relu saves a bool mask (1 byte per element),
+    torch.relu its float32 output (4 bytes per element)."""
+    rows = [r for r in json.loads(quick["json"].read_text())["rows"] if r["op"] == "relu"]
+    assert rows
+    for row in rows:
+        assert row["hand_saved_bytes"] == row["hand_saved_unique_bytes"] == row["numel"]
+        assert row["builtin_saved_bytes"] == row["builtin_saved_unique_bytes"] == 4 * row["numel"]
+        assert row["saved_ratio"] == pytest.approx(0.25)
+
+
+def test_markdown_and_plot_are_written(quick):
+    table = quick["markdown"].read_text()
+    assert "| op | size | mode | impl |" in table
+    for op in OPS:
+        assert f"| {op.name} |" in table
+    assert quick["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saved_bytes_counts_every_save_but_each_storage_once():
+    x = torch.randn(10, 3, requires_grad=True)
+    saved = common.saved_tensor_bytes(lambda: x * x, inputs=[x])  # mul saves both factors: x twice
+    assert (saved.total, saved.unique, saved.new) == (2 * 120, 120, 0)
+    saved = common.saved_tensor_bytes(lambda: torch.exp(x), inputs=[x])  # exp saves its (new) output
+    assert (saved.total, saved.unique, saved.new) == (120, 120, 120)
+
+
+def test_throughput_is_reported_only_for_large_sizes(tmp_path):
+    path = tmp_path / "relu.json"
+    assert ops.main(["--device", "cpu", "--impl", "custom", "--ops", "relu", "--modes", "fwd+bwd", "--sizes",
+                     f"1000,{ops.LARGE}", "--repeats", "1", "--min-run-time", "0.001", "--json", str(path)]) == 0
+    small, large = json.loads(path.read_text())["rows"]
+    assert small["hand_throughput"] is None and small["builtin_throughput"] is None
+    assert large["unit"] == "GB/s" and large["hand_throughput"] > 0 and large["builtin_throughput"] > 0
+
+
+def test_work_counts_minimal_traffic_and_matmul_flops():
+    relu = ops.OPS_BY_NAME["relu"].make(1000, "cpu", torch.float32, True)
+    assert ops.work("relu", relu, "forward") == (2 * 1000 * 4, "B")  # read x, write y
+    assert ops.work("relu", relu, "fwd+bwd") == (5 * 1000 * 4, "B")  # + read dy and saved, write dx
+    lin = ops.linear_make(8, 3, 5, "cpu", torch.float32, True)
+    assert ops.work("linear", lin, "fwd+bwd") == (6 * 8 * 3 * 5, "FLOP")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_impl_runs(device, tmp_path):
+    path = tmp_path / "fused.json"
+    assert ops.main(["--quick", "--device", device, "--impl", "fused", "--ops", "relu,cross_entropy",
+                     "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert {r["impl"] for r in rows} == {"fused"}
+
+
+@pytest.mark.skipif(common.cuda_usable(), reason="CUDA is available here")
+def test_cuda_request_without_cuda_exits_2(capsys):
+    assert ops.main(["--device", "cuda", "--quick"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_runs_as_a_script():
+    done = subprocess.run([sys.executable, "benchmarks/ops.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "--markdown" in done.stdout
+
+
+# --------------------------------------------------------------------------- benchmarks.train
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_quick_training_benchmark(device, tmp_path):
+    out_json, out_md = tmp_path / "train.json", tmp_path / "train.md"
+    argv = ["--quick", "--no-compile", "--device", device, "--json", str(out_json), "--markdown", str(out_md)]
+    assert bench_train.main(argv) == 0
+    result = json.loads(out_json.read_text())
+    assert {r["variant"] for r in result["steps"]} == {"builtin", "custom", "fused"}
+    for r in result["steps"]:
+        assert r["step_ms"] > 0 and math.isfinite(r["ratio"])
+    saved = {r["impl"]: r for r in result["saved"]}
+    # 784-64-10 with dropout 0.2 at batch 128, parameters and batch excluded. The built-in saves
+    # relu's float32 output, dropout's float32 mask, and more; the hand-written ops 1-byte masks.
+    b, h = 128, 64
+    assert saved["custom"]["total_bytes"] == saved["fused"]["total_bytes"]
+    assert saved["custom"]["total_bytes"] < saved["builtin"]["total_bytes"]
+    # relu's mask, dropout's mask, dropout's output (saved by the next linear), the logits (by cross_entropy)
+    assert saved["custom"]["total_bytes"] == b * h + b * h + 4 * b * h + 4 * b * 10
+    assert [r["epochs"] for r in result["time_to_accuracy"]] == [1, 1, 1]
+    assert result["environment"]["command"].startswith("python -m benchmarks.train")
+    assert "| variant |" in out_md.read_text()
+
+
+# --------------------------------------------------------------------------- benchmarks.memory
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_memory_benchmark_ranks_the_cross_entropy_variants(device, tmp_path):
+    """At 256 x 32768 (32 MiB per logits tensor) the in-place variant holds the fewest such tensors."""
+    out = tmp_path / "memory.json"
+    argv = ["--rows", "256", "--classes", "32768", "--device", device, "--json", str(out),
+            "--markdown", str(tmp_path / "memory.md")]
+    assert memory.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["meta"]["command"].startswith("python -m benchmarks.memory --rows 256")
+    peaks = {r["variant"]: r["peak_bytes"] for r in report["results"]}
+    assert peaks.keys() == set(memory.VARIANTS)
+    assert peaks["fused_"] < peaks["fused"] < peaks["builtin"]
+    losses = [r["loss"] for r in report["results"]]
+    assert max(losses) - min(losses) < 1e-4  # the same loss, whichever variant computed it

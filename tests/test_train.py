@@ -1,0 +1,282 @@
+"""The training script: twin runs, exact resume, the files a run leaves, and every fault a user can cause.
+
+Runs are small (a few dozen hidden units, a subset of the training set) except
+where the real data is the point. They use the real MNIST from the cache
+(nnbasics.data fetches it once); without it and outside CI they are skipped.
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import nnbasics.data as nndata
+import nnbasics.evaluate as nneval
+import nnbasics.train as train
+from nnbasics.nn import MLP
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TIMING_KEYS = {"seconds", "samples_per_s"}  # the only metrics allowed to differ between identical runs
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    try:
+        return nndata.load_splits("mnist", quiet=True)
+    except nndata.DataError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"MNIST is not available here: {e}")
+
+
+def small(tmp_path, name="run", **overrides) -> train.Config:
+    """A config that trains in well under a second: 32 hidden units, 2048 examples, batches of 64."""
+    settings = dict(hidden=[32], epochs=1, batch_size=64, limit_train=2048, quiet=True, out=str(tmp_path / name))
+    settings.update(overrides)
+    return train.Config(**settings)
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (pathlib.Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def load_model(run_dir):
+    return torch.load(pathlib.Path(run_dir) / "model.pt", weights_only=True)
+
+
+# --------------------------------------------------------------------------- what a run leaves
+
+def test_run_writes_every_file(tmp_path, mnist):
+    summary = train.run(small(tmp_path, epochs=2), data=mnist)
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["metrics.jsonl", "summary.json", "model.pt", "checkpoint.pt", "curves.png"]
+    )  # and no temporary files left behind
+    records = read_metrics(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"} <= r.keys()
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    for key in ("test_loss", "test_acc", "best_epoch", "wall_s", "device", "impl"):
+        assert key in on_disk
+    assert on_disk["config"]["hidden"] == [32] and on_disk["impl"] == "custom" and on_disk["device"] == "cpu"
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["progress"]["epoch"] == 2
+    assert {"model", "optimizer", "scheduler", "rng", "config"} <= checkpoint.keys()
+    assert {"torch", "data"} <= checkpoint["rng"].keys()
+
+
+def test_model_pt_loads_into_plain_torch_nn(tmp_path, mnist):
+    train.run(small(tmp_path, hidden=[32, 16], dropout=0.2), data=mnist)
+    state = load_model(tmp_path / "run")
+    MLP([784, 32, 16, 10], dropout=0.2, impl="builtin").load_state_dict(state)
+    plain = torch.nn.Sequential(
+        torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+        torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+        torch.nn.Linear(16, 10),
+    )
+    plain.load_state_dict(state)  # strict: same keys, same shapes
+
+
+def test_without_matplotlib_no_curves_and_no_crash(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    assert train.plot_curves([{"epoch": 1, "train_loss": 1, "val_loss": 1, "train_acc": 0.5, "val_acc": 0.5}],
+                             tmp_path / "curves.png") is False
+    assert not (tmp_path / "curves.png").exists()
+
+
+# --------------------------------------------------------------------------- the same seed, two implementations
+
+def test_custom_and_builtin_twins_stay_equal_for_50_steps_in_float64(tmp_path, mnist):
+    """Same init, same batches, same dropout masks: only rounding may differ."""
+    runs = {}
+    for impl in ("custom", "builtin"):
+        config = small(tmp_path, impl, impl=impl, hidden=[48, 32], dropout=0.2, dtype="float64",
+                       batch_size=32, limit_train=50 * 32)
+        runs[impl] = train.run(config, data=mnist)
+    custom, builtin = load_model(tmp_path / "custom"), load_model(tmp_path / "builtin")
+    assert custom.keys() == builtin.keys()
+    for name in custom:
+        assert custom[name].dtype == torch.float64
+        torch.testing.assert_close(custom[name], builtin[name], rtol=0, atol=1e-9, msg=name)
+    assert runs["custom"]["test_acc"] == runs["builtin"]["test_acc"]
+    m_custom, m_builtin = read_metrics(tmp_path / "custom"), read_metrics(tmp_path / "builtin")
+    assert m_custom[0]["train_loss"] == pytest.approx(m_builtin[0]["train_loss"], abs=1e-9)
+
+
+# --------------------------------------------------------------------------- interrupt and resume
+
+def test_interrupt_then_resume_equals_a_straight_run(tmp_path, mnist, monkeypatch, capsys):
+    """2 epochs straight == 1 epoch, Ctrl-C during the 2nd, --resume: same metrics, same weights."""
+    train.run(small(tmp_path, "straight", epochs=2, dropout=0.2), data=mnist)
+
+    real_train_epoch, calls = train.train_epoch, []
+
+    def ctrl_c_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", ctrl_c_in_epoch_2)
+    split = str(tmp_path / "split")
+    argv = ["--hidden", "32", "--epochs", "2", "--batch-size", "64", "--limit-train", "2048", "--quiet", "--out", split]
+    assert train.main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"Resume with: python -m nnbasics.train --resume {split}" in err
+    assert "after epoch 1" in err
+    assert torch.load(pathlib.Path(split) / "checkpoint.pt", weights_only=True)["progress"]["epoch"] == 1
+    assert not (pathlib.Path(split) / "model.pt").exists()
+
+    monkeypatch.setattr(train, "train_epoch", real_train_epoch)
+    assert train.main(["--resume", split, "--quiet"]) == 0
+    assert without_timing(read_metrics(split)) == without_timing(read_metrics(tmp_path / "straight"))
+    straight, resumed = load_model(tmp_path / "straight"), load_model(split)
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_resume_refuses_to_change_the_config(tmp_path, mnist, capsys):
+    train.run(small(tmp_path), data=mnist)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--resume", str(tmp_path / "run"), "--lr", "0.5", "--quiet"])
+    assert "--lr 0.5" in str(exit_info.value) and "keeps its saved config" in str(exit_info.value)
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nnbasics.train", "--hidden", "16", "--epochs", "100000", "--batch-size", "64",
+           "--limit-train", "1024", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch finished within 60 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"--resume {out}" in err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"] >= 1
+
+
+# --------------------------------------------------------------------------- faults
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, mnist, monkeypatch):
+    monkeypatch.setattr(nndata, "load_splits", lambda *args, **kwargs: mnist)  # skip reading the files again
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--hidden", "32", "--lr", "1e6", "--schedule", "constant", "--batch-size", "64",
+                    "--limit-train", "2048", "--quiet", "--out", str(out)])
+    message = str(exit_info.value)
+    assert exit_info.value.code not in (0, None)
+    assert "diverged" in message and "lower --lr" in message, message
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"] == 0
+    assert not (out / "model.pt").exists()
+
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--lr", "-0.1"], "--lr -0.1"),
+    (["--activation", "swish"], "swish"),
+    (["--device", "tpu"], "--device tpu"),
+    (["--dropout", "1.5"], "--dropout 1.5"),
+    (["--epochs", "0"], "--epochs 0"),
+    (["--dtype", "float16"], "float16"),
+]
+if not torch.cuda.is_available():
+    BAD_FLAGS.append((["--device", "cuda"], "CUDA is not available"))
+
+
+@pytest.mark.parametrize("argv,named", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_bad_flag_exits_with_one_line(argv, named, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv + ["--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+
+
+def test_bad_flag_from_the_shell_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "nnbasics.train", "--batch-size", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("nnbasics-train: error: --batch-size 0")
+
+
+def test_data_error_exits_with_one_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--data-dir", str(tmp_path / "nowhere"), "--quiet", "--out", str(tmp_path / "run")])
+    message = str(exit_info.value)
+    assert message.startswith("nnbasics-train: data error:") and "\n" not in message
+
+
+# --------------------------------------------------------------------------- early stopping
+
+def test_early_stopping_restores_the_best_weights(tmp_path, mnist, monkeypatch):
+    """Validation losses 0.5, 0.7, 0.9, ... and patience 2: stop after epoch 3, keep epoch 1's weights."""
+    real_evaluate, seen = train.evaluate, []
+
+    def scripted_evaluate(model, split, *args, **kwargs):
+        loss, acc = real_evaluate(model, split, *args, **kwargs)
+        if split is mnist.val:
+            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+            loss = 0.5 + 0.2 * (len(seen) - 1)
+        return loss, acc
+
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    summary = train.run(small(tmp_path, epochs=10, patience=2), data=mnist)
+    assert summary["stopped_early"] and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+    saved = load_model(tmp_path / "run")
+    for name, weight in seen[0].items():
+        assert torch.equal(saved[name], weight), name
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def test_evaluate_prints_accuracy_and_confusion_matrix(tmp_path, mnist, monkeypatch, capsys):
+    summary = train.run(small(tmp_path, hidden=[32, 16]), data=mnist)
+    monkeypatch.setattr(nndata, "load_splits", lambda *args, **kwargs: mnist)
+    assert nneval.main([str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"test accuracy {summary['test_acc']:.2%}")
+    rows = [[int(v) for v in line.split()[1:]] for line in lines[3:]]
+    assert len(rows) == 10 and all(len(r) == 10 for r in rows)
+    assert sum(map(sum, rows)) == 10000
+    assert sum(rows[i][i] for i in range(10)) == round(summary["test_acc"] * 10000)
+
+    # A lone model.pt: sizes are read off the weights, the activation is a flag.
+    lone = tmp_path / "lone" / "model.pt"
+    lone.parent.mkdir()
+    lone.write_bytes((tmp_path / "run" / "model.pt").read_bytes())
+    assert nneval.main([str(lone), "--activation", "relu"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == lines[0]
+    with pytest.raises(SystemExit, match="hidden sizes 32 16"):
+        nneval.main([str(lone), "--hidden", "64"])
+
+
+def test_confusion_matrix_counts_pairs():
+    target, pred = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2])
+    assert nneval.confusion_matrix(target, pred, 3).tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+# --------------------------------------------------------------------------- real data
+
+def test_one_epoch_on_real_mnist_reaches_95_percent(tmp_path, mnist):
+    summary = train.run(train.Config(hidden=[256], epochs=1, quiet=True, out=str(tmp_path / "run")), data=mnist)
+    assert summary["test_acc"] >= 0.95, summary["test_acc"]
