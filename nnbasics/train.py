@@ -570,7 +570,7 @@ class _Parser(argparse.ArgumentParser):
 
 def make_parser() -> argparse.ArgumentParser:
     d = Config()
-    p = _Parser(prog="nnbasics-train", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="nnbasics-train", description="Train an MLP on MNIST with the hand-written ops of nnbasics.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, nargs="+", default=d.hidden, metavar="N", help="hidden layer widths")

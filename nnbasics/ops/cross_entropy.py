@@ -25,7 +25,7 @@ ops, it can itself be differentiated (double backward).
 import torch
 
 from ._reduction import reduce, unreduce
-from .softmax import log_softmax_forward, softmax_forward
+from .softmax import shifted, softmax_forward
 
 
 def _targets(target, weight, ignore_index):
@@ -43,31 +43,47 @@ def total_weight(target, weight, ignore_index, dtype):
 
 
 def cross_entropy_rows(x, target, weight, ignore_index, label_smoothing):
-    """l_i for every row. x: (N, C); returns (N,)."""
-    logp = log_softmax_forward(x, 1)
+    """l_i for every row. x: (N, C); returns (N,).
+
+    With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
+    -log p_ic = S_i - s_ic, so no (N, C) tensor of log-probabilities is ever written:
+
+        l_i = (1 - ε) w_{t_i} (S_i - s_{i,t_i}) + (ε / C) (S_i Σ_c w_c - Σ_c w_c s_ic)
+
+    and both terms are sums of non-negative numbers (S_i ≥ 0 ≥ s_ic): no cancellation.
+    """
+    n_classes, eps = x.shape[1], label_smoothing
+    s = shifted(x, 1)
+    log_sum = torch.log(torch.exp(s).sum(1))
     valid, t, w_t = _targets(target, weight, ignore_index)
-    loss = (1 - label_smoothing) * w_t.to(x.dtype) * -logp.gather(1, t[:, None]).squeeze(1)
-    if label_smoothing:  # skipped at ε = 0, where a -inf logit would give 0·inf = NaN
-        smooth = -(logp if weight is None else logp * weight).sum(1)
-        loss = loss + label_smoothing / x.shape[1] * smooth
+    loss = (1 - eps) * w_t.to(x.dtype) * (log_sum - s.gather(1, t[:, None]).squeeze(1))
+    if eps:  # skipped at ε = 0, where a -inf logit would give 0·inf = NaN
+        smooth = n_classes * log_sum - s.sum(1) if weight is None else weight.sum() * log_sum - s @ weight
+        loss = loss + eps / n_classes * smooth
     return torch.where(valid, loss, 0)
 
 
-def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing):
-    """dl_i/dx_ij = a_i p_ij - q_ij for every row (zero on ignored rows). x: (N, C); returns (N, C)."""
-    n_classes = x.shape[1]
-    p = softmax_forward(x, 1)
+def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing, row_scale=None):
+    """dl_i/dx_ij = a_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
+    ignored rows. x: (N, C); returns (N, C).
+
+    q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
+    its target part (1 - ε) w_{t_i} is subtracted at (i, t_i) alone, by a scatter of N numbers.
+    """
+    n_classes, eps = x.shape[1], label_smoothing
     valid, t, w_t = _targets(target, weight, ignore_index)
-    onehot = (t[:, None] == torch.arange(n_classes, device=x.device)).to(x.dtype)
-    eps = label_smoothing
-    w_t = w_t.to(x.dtype)[:, None]
-    if weight is None:
-        a = 1.0
-        q = (1 - eps) * onehot + eps / n_classes
+    r = valid.to(x.dtype) if row_scale is None else valid * row_scale  # 0 on ignored rows
+    w_t = w_t.to(x.dtype)
+    p = softmax_forward(x, 1)
+    if weight is None:  # a_i = 1
+        grad = (p - eps / n_classes) * r[:, None]
     else:
-        a = (1 - eps) * w_t + eps / n_classes * weight.sum()
-        q = (1 - eps) * w_t * onehot + eps / n_classes * weight
-    return torch.where(valid[:, None], a * p - q, 0)
+        a = r * ((1 - eps) * w_t + eps / n_classes * weight.sum())
+        grad = a[:, None] * p
+        if eps:
+            grad = torch.addcmul(grad, r[:, None], weight, value=-eps / n_classes)
+    # In place on a tensor this function just made, and that no backward reads.
+    return grad.scatter_add_(1, t[:, None], (-(1 - eps) * w_t * r)[:, None])
 
 
 def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
@@ -76,11 +92,10 @@ def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoo
 
 
 def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
-    """dL/dx = (dL/dl_i, per row) · (a_i p_ij - q_ij). Returns (N, C)."""
-    grad = cross_entropy_grad(x, target, weight, ignore_index, label_smoothing)
+    """dL/dx_ij = (dL/dl_i) · (a_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
     total = total_weight(target, weight, ignore_index, x.dtype)
-    grad_rows = unreduce(grad_loss, reduction, grad[:, 0], total)
-    return grad_rows[:, None] * grad
+    grad_rows = unreduce(grad_loss, reduction, target, total)
+    return cross_entropy_grad(x, target, weight, ignore_index, label_smoothing, grad_rows)
 
 
 def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):

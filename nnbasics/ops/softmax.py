@@ -15,19 +15,20 @@ fine. The max is only a shift, so no gradient flows through it (``detach``).
 import torch
 
 
-def _shifted(x, dim):
+def shifted(x, dim):
+    """x - max(x) along dim: the same softmax, with every exponent ≤ 0."""
     if x.numel() == 0:  # nothing to shift (and amax refuses an empty dimension)
         return x
     return x - x.amax(dim, keepdim=True).detach()
 
 
 def softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
-    e = torch.exp(_shifted(x, dim))
+    e = torch.exp(shifted(x, dim))
     return e / e.sum(dim, keepdim=True)
 
 
 def log_softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
-    s = _shifted(x, dim)
+    s = shifted(x, dim)
     return s - torch.log(torch.exp(s).sum(dim, keepdim=True))
 
 
