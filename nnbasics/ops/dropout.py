@@ -12,6 +12,8 @@ non-differentiable output.
 """
 import torch
 
+from .relu import save_mask
+
 
 def dropout_forward(x: torch.Tensor, p: float):
     keep = torch.empty_like(x).bernoulli_(1 - p)  # 1.0 with probability 1 - p, else 0.0
@@ -41,12 +43,8 @@ class Dropout(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, mask = output
         ctx.p = inputs[1]
-        ctx.mark_non_differentiable(mask)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(mask)
-        ctx.save_for_forward(mask)
+        save_mask(ctx, output[1])
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):

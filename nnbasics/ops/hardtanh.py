@@ -10,6 +10,8 @@ a NaN passes its gradient through as in ``torch.nn.functional.hardtanh``.
 """
 import torch
 
+from .relu import save_mask
+
 
 def hardtanh_forward(x: torch.Tensor, min_val: float, max_val: float):
     mask = torch.logical_not((x <= min_val) | (x >= max_val))
@@ -31,11 +33,7 @@ class Hardtanh(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, mask = output
-        ctx.mark_non_differentiable(mask)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(mask)
-        ctx.save_for_forward(mask)
+        save_mask(ctx, output[1])
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):

@@ -9,6 +9,8 @@ as in PyTorch.
 """
 import torch
 
+from .relu import save_mask
+
 
 def leaky_relu_forward(x: torch.Tensor, negative_slope: float):
     mask = x > 0
@@ -30,12 +32,8 @@ class LeakyReLU(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, mask = output
         ctx.negative_slope = inputs[1]
-        ctx.mark_non_differentiable(mask)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(mask)
-        ctx.save_for_forward(mask)
+        save_mask(ctx, output[1])
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):

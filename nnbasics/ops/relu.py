@@ -25,6 +25,20 @@ def relu_backward(grad_y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return grad_y * mask
 
 
+def save_mask(ctx, mask: torch.Tensor) -> None:
+    """Keep ``mask``, returned by forward as a second output, for backward and jvp.
+
+    It is marked non-differentiable (it is a function of x, but a piecewise constant
+    one), and gradients are not materialized: autograd would otherwise allocate a zero
+    "gradient of the mask" for every backward. ReLU, LeakyReLU, Hardtanh and Dropout
+    all keep their mask this way.
+    """
+    ctx.mark_non_differentiable(mask)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(mask)
+    ctx.save_for_forward(mask)
+
+
 class ReLU(torch.autograd.Function):
     """(y, mask) = relu(x). x: any shape; y: same shape; mask: bool, same shape."""
 
@@ -36,11 +50,7 @@ class ReLU(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, mask = output
-        ctx.mark_non_differentiable(mask)
-        ctx.set_materialize_grads(False)  # else autograd fills a zero "gradient of the mask" every backward
-        ctx.save_for_backward(mask)
-        ctx.save_for_forward(mask)
+        save_mask(ctx, output[1])
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
