@@ -44,11 +44,19 @@ from .ops import tanh as _tanh
 
 
 def _plain(a) -> bool:
-    return not isinstance(a, torch.Tensor) or not torch._C._functorch.is_functorch_wrapped_tensor(a)
+    """Not a tensor, or one with storage of its own: not a wrapper of torch.func's transforms
+    or of the legacy vmap that ``gradcheck(check_batched_grad=True)`` uses."""
+    return not isinstance(a, torch.Tensor) or torch._C._has_storage(a)
 
 
 def _on_cpu(args) -> bool:
     return any(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in args)
+
+
+def _kind(args) -> tuple:
+    """What compiled code is specialized on: each tensor's device, dtype and rank, and the
+    values of the other arguments (reduction, dim, ...)."""
+    return tuple((a.device.type, a.dtype, a.dim()) if isinstance(a, torch.Tensor) else a for a in args)
 
 
 def kernel(formula, *, cpu=True):
@@ -58,25 +66,34 @@ def kernel(formula, *, cpu=True):
     a bool mask: Inductor's vectorized C++ converts comparisons to and from bool masks
     element by element (torch 2.13, AVX-512), so the compiled loop loses to eager ops there
     (``benchmarks/results/README.md`` has the measurement). Triton on CUDA has no such problem.
+
+    If compiling fails (no C++ compiler; more kinds of input than Dynamo's ``recompile_limit``,
+    8 compiled versions per function, ...), the kernel says so and from then on runs the
+    formula eagerly for inputs of that kind (see ``_kind``), which ``run.fallbacks`` lists;
+    the kinds already compiled stay compiled.
     """
-    compiled = None
+    compiled = torch.compile(formula, dynamic=True, fullgraph=True)  # compiles on the first call
+    fallbacks = set()
 
     @functools.wraps(formula)
     def run(*args):
-        nonlocal compiled
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or not all(map(_plain, args))
                 or (not cpu and _on_cpu(args))):
             return formula(*args)
-        if compiled is None:
-            compiled = torch.compile(formula, dynamic=True, fullgraph=True)
+        kind = _kind(args)
+        if kind in fallbacks:
+            return formula(*args)
         try:
             return compiled(*args)
-        except Exception as exc:  # e.g. no C++ compiler on this machine: keep working, say so once
-            warnings.warn(f"nnbasics.fused: compiling {formula.__name__} failed ({type(exc).__name__}: {exc}); "
-                          "running the reference formula instead", RuntimeWarning, stacklevel=2)
-            compiled = formula
+        except Exception as exc:
+            fallbacks.add(kind)
+            reason = (str(exc).strip() or "-").splitlines()[0]
+            warnings.warn(f"nnbasics.fused: compiling {formula.__name__} failed for inputs {kind} "
+                          f"({type(exc).__name__}: {reason}); running the reference formula for them instead",
+                          RuntimeWarning, stacklevel=2)
             return formula(*args)
 
+    run.fallbacks = fallbacks
     return run
 
 

@@ -1,10 +1,61 @@
-"""What only the fused path has: cross_entropy_ (gradient stored over the logits) and its caveats."""
+"""What only the fused path has: its compiled kernels' fallbacks, and cross_entropy_ (gradient
+stored over the logits) with its caveats. Parity of every fused op is in test_ops."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as TF
+from torch._vmap_internals import _vmap
 
+from nnbasics import fused
 from nnbasics.fused import cross_entropy_
 from nnbasics.testing import compare
+
+
+def test_kernels_compile_only_tensors_with_storage():
+    """Wrappers of vmap and grad, including the legacy vmap of gradcheck(check_batched_grad=True),
+    go to the eager formula: tracing them fails ("meta converter nyi")."""
+    seen = []
+
+    def probe(t):
+        seen.append(fused._plain(t))
+        return t * 1
+
+    x = torch.randn(3, 4)
+    probe(x), probe(x.t()), probe(torch.nn.Parameter(x))
+    _vmap(probe)(x)
+    torch.func.vmap(probe)(x)
+    torch.func.grad(lambda t: probe(t).sum())(x)
+    assert seen == [True, True, True, False, False, False]
+
+
+def test_batched_gradcheck_compiles_nothing_it_cannot():
+    """Regression: check_batched_grad once made every fused backward warn and fall back for good."""
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert torch.autograd.gradcheck(fused.Tanh.apply, (x,), check_batched_grad=True)
+    assert not [w for w in caught if "nnbasics.fused" in str(w.message) and "RecompileLimit" not in str(w.message)]
+
+
+def test_kernel_falls_back_for_the_kind_of_input_that_fails_to_compile():
+    def double(x):
+        if x.dim() == 3:
+            torch._dynamo.graph_break()  # fullgraph=True makes this a compile error
+        return x * 2
+
+    k = fused.kernel(double)
+    with torch.no_grad():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert torch.equal(k(torch.ones(2, 2)), torch.full((2, 2), 2.0))
+        with pytest.warns(RuntimeWarning, match=r"compiling double failed for inputs \(\('cpu', torch.float32, 3\),\)"):
+            assert torch.equal(k(torch.ones(2, 2, 2)), torch.full((2, 2, 2), 2.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once per kind
+            assert torch.equal(k(torch.ones(3, 1, 2)), torch.full((3, 1, 2), 2.0))
+            assert torch.equal(k(torch.ones(5)), torch.full((5,), 2.0))
+    assert k.fallbacks == {(("cpu", torch.float32, 3),)}
 
 
 def _model_and_data(seed=0):
