@@ -82,12 +82,12 @@ def kernel(formula, *, cpu=True):
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or not all(map(_plain, args))
                 or (not cpu and _on_cpu(args))):
             return formula(*args)
-        kind = _kind(args)
-        if kind in fallbacks:
+        if fallbacks and _kind(args) in fallbacks:
             return formula(*args)
         try:
             return compiled(*args)
         except Exception as exc:
+            kind = _kind(args)
             fallbacks.add(kind)
             reason = (str(exc).strip() or "-").splitlines()[0]
             warnings.warn(f"nnbasics.fused: compiling {formula.__name__} failed for inputs {kind} "
