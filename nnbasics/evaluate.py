@@ -17,7 +17,8 @@ import torch
 
 from . import data as nndata
 from .nn import ACTIVATIONS, MLP
-from .train import DTYPES, EVAL_BATCH_SIZE, MODEL, SUMMARY, ConfigError, _Parser, resolve_device
+from .cli import ConfigError, Parser, resolve_device
+from .train import DTYPES, EVAL_BATCH_SIZE, MODEL, SUMMARY
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int = nndata.NUM_CLASSES) -> torch.Tensor:
@@ -83,7 +84,7 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m nnbasics.evaluate", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m nnbasics.evaluate", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("path", metavar="DIR_OR_MODEL", help="a run folder, or a model.pt")
     p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="N",

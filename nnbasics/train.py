@@ -49,6 +49,7 @@ from tqdm import tqdm
 from . import data as nndata
 from . import files
 from . import functional as F
+from .cli import ConfigError, Parser, resolve_device
 from .nn import ACTIVATIONS, MLP
 
 IMPLS = ("custom", "fused", "builtin")
@@ -99,10 +100,6 @@ class Config:
     out: str | None = None
     resume: str | None = None
     quiet: bool = False
-
-
-class ConfigError(ValueError):
-    """A flag value that cannot work; the message names it and says what to do."""
 
 
 class Diverged(RuntimeError):
@@ -161,25 +158,6 @@ def check_config(config: Config) -> None:
     if config.amp and config.dtype != "float32":
         bad("--amp", f"with --dtype {config.dtype}", "bfloat16 autocast starts from float32; drop one of them")
     resolve_device(config.device)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU. Raises ConfigError for a device this machine lacks."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise ConfigError(f"--device {name}: not supported here; use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 # --------------------------------------------------------------------------- model, loss, optimiser
@@ -562,15 +540,9 @@ def _early_stopping(progress: Progress, model, val_loss: float, patience: int) -
 
 # --------------------------------------------------------------------------- command line
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line, no usage dump: the message names the flag, --help has the rest."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def make_parser() -> argparse.ArgumentParser:
     d = Config()
-    p = _Parser(prog="nnbasics-train", description="Train an MLP on MNIST with the hand-written ops of nnbasics.",
+    p = Parser(prog="nnbasics-train", description="Train an MLP on MNIST with the hand-written ops of nnbasics.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, nargs="+", default=d.hidden, metavar="N", help="hidden layer widths")

@@ -1,11 +1,37 @@
+"""Shared fixtures. ``device`` and ``impl`` run a test once per device and implementation; a
+parameter marked ``cuda`` is skipped where CUDA is not available, so test files never import
+from here: they ask for the fixture, or mark a CUDA-only parameter with ``pytest.mark.cuda``."""
 import pytest
 import torch
 
+from nnbasics.functional import IMPLS
+
 CUDA = torch.cuda.is_available()
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="CUDA is not available on this machine")),
-]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where none is available")
+
+
+def pytest_collection_modifyitems(config, items):
+    if CUDA:
+        return
+    skip = pytest.mark.skip(reason="CUDA is not available on this machine")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request):
+    """Each device: the CPU, and CUDA where it is available."""
+    return request.param
+
+
+@pytest.fixture(scope="session", params=IMPLS)
+def impl(request):
+    """Each hand-written implementation (``nnbasics.functional.IMPLS``)."""
+    return request.param
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,9 @@ import torch
 
 import nnbasics.functional as F
 from nnbasics.testing import OPS, compare
-from conftest import CUDA
 
 CASES = [("cpu", torch.bfloat16)] + [
-    pytest.param("cuda", dt, marks=pytest.mark.skipif(not CUDA, reason="CUDA is not available on this machine"))
+    pytest.param("cuda", dt, marks=pytest.mark.cuda)
     for dt in (torch.float16, torch.bfloat16)
 ]
 

@@ -12,18 +12,17 @@ import torch
 
 from benchmarks import common, memory, ops
 from benchmarks import train as bench_train
-from conftest import DEVICES
 from nnbasics.testing import OPS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module", params=DEVICES)
-def quick(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def quick(device, tmp_path_factory):
     """One ``--quick`` run of the readable reference, with every output written, per device."""
     out = tmp_path_factory.mktemp("bench")
     paths = {"json": out / "ops.json", "markdown": out / "ops.md", "plot": out / "ops.png"}
-    argv = ["--quick", "--device", request.param, "--impl", "custom"]
+    argv = ["--quick", "--device", device, "--impl", "custom"]
     for flag, path in paths.items():
         argv += [f"--{flag}", str(path)]
     assert ops.main(argv) == 0
@@ -89,7 +88,6 @@ def test_work_counts_minimal_traffic_and_matmul_flops():
     assert ops.work("linear", lin, "fwd+bwd") == (6 * 8 * 3 * 5, "FLOP")
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_fused_impl_runs(device, tmp_path):
     path = tmp_path / "fused.json"
     assert ops.main(["--quick", "--device", device, "--impl", "fused", "--ops", "relu,cross_entropy",
@@ -111,7 +109,6 @@ def test_runs_as_a_script():
 
 # --------------------------------------------------------------------------- benchmarks.train
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_quick_training_benchmark(device, tmp_path):
     out_json, out_md = tmp_path / "train.json", tmp_path / "train.md"
     argv = ["--quick", "--no-compile", "--device", device, "--json", str(out_json), "--markdown", str(out_md)]
@@ -135,7 +132,6 @@ def test_quick_training_benchmark(device, tmp_path):
 
 # --------------------------------------------------------------------------- benchmarks.memory
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_memory_benchmark_ranks_the_cross_entropy_variants(device, tmp_path):
     """At 2048 x 32768 (256 MiB per logits tensor, four of fused_'s 64 MiB chunks) the in-place variant
     holds the fewest such tensors."""

@@ -4,10 +4,8 @@ import torch
 
 import nnbasics.functional as F
 from nnbasics.nn import MLP
-from conftest import DEVICES
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_compiled_mlp_has_no_graph_break_and_matches_eager(device):
     torch.manual_seed(0)
     model = MLP([20, 32, 16, 5], activation="relu", dropout=0.0).to(device)

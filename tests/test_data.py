@@ -17,7 +17,6 @@ import tarfile
 import pytest
 import torch
 
-from conftest import DEVICES
 from nnbasics import data, files
 
 # ----------------------------------------------------------------------------
@@ -446,7 +445,6 @@ def test_batches_shuffle_is_deterministic_and_covers_every_example(small_split):
     assert not torch.equal(epoch(g), epoch(g))  # a new order each epoch
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_batches_on_device(small_split, device):
     split = data.Split(small_split.images.to(device), small_split.labels.to(device))
     g = torch.Generator(device=device).manual_seed(0)

@@ -6,7 +6,6 @@ from torch.func import grad, jvp, vmap
 
 import nnbasics.functional as F
 from nnbasics.testing import compare
-from conftest import DEVICES
 
 UNARY = ["sigmoid", "tanh", "relu", "leaky_relu", "hardtanh"]
 
@@ -16,7 +15,6 @@ def _close(name, a, b):
     assert r.close, str(r)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["custom", "fused"])
 @pytest.mark.parametrize("name", UNARY + ["softmax", "log_softmax"])
 def test_vmap_grad_jvp_of_activations(name, impl, device):
@@ -31,7 +29,6 @@ def test_vmap_grad_jvp_of_activations(name, impl, device):
     _close(f"jvp primal {name}", ym, yr)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["custom", "fused"])
 def test_per_sample_gradients_of_linear_and_cross_entropy(impl, device):
     """The textbook use of vmap(grad): one gradient per example, targets batched too."""

@@ -7,14 +7,9 @@ import torch.nn.functional as TF
 
 import nnbasics.functional as F
 from nnbasics.testing import compare
-from conftest import DEVICES
 
 
-IMPLS = ["custom", "fused"]
 
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_sigmoid_saturates_exactly_without_warnings(device, dtype, impl):
     x = torch.tensor([-1000.0, -100.0, 0.0, 100.0, 1000.0], device=device, dtype=dtype, requires_grad=True)
@@ -27,8 +22,6 @@ def test_sigmoid_saturates_exactly_without_warnings(device, dtype, impl):
     assert compare("sigmoid", y, torch.sigmoid(x)).close
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_of_huge_logits_is_finite_and_matches(device, name, impl):
     x = torch.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, 1e4 - 1]], device=device, requires_grad=True)
@@ -39,8 +32,6 @@ def test_softmax_of_huge_logits_is_finite_and_matches(device, name, impl):
     assert compare(f"{name} grad", torch.autograd.grad(mine, x, g)[0], torch.autograd.grad(ref, x, g)[0]).close
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_cross_entropy_of_huge_logits(device, smoothing, impl):
     x = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], device=device, requires_grad=True)
@@ -52,8 +43,6 @@ def test_cross_entropy_of_huge_logits(device, smoothing, impl):
     assert torch.isfinite(gm).all() and compare("ce grad", gm, gr).close
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("device", DEVICES)
 def test_bce_with_logits_is_stable_where_the_naive_form_is_not(device, impl):
     x = torch.tensor([-200.0, -30.0, 0.0, 30.0, 200.0], device=device, requires_grad=True)
     y = torch.tensor([1.0, 1.0, 0.5, 0.0, 0.0], device=device)
@@ -71,7 +60,6 @@ def test_bce_clamps_the_log_at_minus_100_like_torch():
     assert compare("bce", mine, TF.binary_cross_entropy(p, y, reduction="none")).close
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu", "hardtanh", "softmax", "log_softmax"])
 def test_nan_propagates_like_the_builtin(name, impl):
     x = torch.tensor([[1.0, float("nan"), -2.0, 0.3]], requires_grad=True)
@@ -84,7 +72,6 @@ def test_nan_propagates_like_the_builtin(name, impl):
     assert gm.isnan().tolist() == gr.isnan().tolist()
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name,kinks", [("relu", [0.0]), ("leaky_relu", [0.0]), ("hardtanh", [-1.0, 1.0])])
 def test_gradient_at_the_kink_follows_pytorch(name, kinks, impl):
     x = torch.tensor(kinks + [0.5], requires_grad=True)
@@ -95,7 +82,6 @@ def test_gradient_at_the_kink_follows_pytorch(name, kinks, impl):
         assert gm[0].item() == 0.0
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_relu_saves_a_one_byte_mask_and_linear_no_unneeded_tensor(impl):
     saved = []
 
@@ -115,8 +101,6 @@ def test_relu_saves_a_one_byte_mask_and_linear_no_unneeded_tensor(impl):
     assert saved == [(torch.float32, 64 * 32 * 4)]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("device", DEVICES)
 def test_dropout_statistics_and_scaling(device, impl):
     x = torch.ones(200_000, device=device, requires_grad=True)
     y = F.dropout(x, 0.3, impl=impl)
@@ -137,7 +121,6 @@ def test_dropout_draws_the_same_mask_as_torch_on_cpu():
     assert torch.equal(mine != 0, ref != 0)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_inplace_writes_into_the_input_like_torch(impl):
     for name in ["relu", "leaky_relu", "hardtanh"]:
         base = torch.randn(10, requires_grad=True)

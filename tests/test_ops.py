@@ -5,9 +5,6 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from nnbasics.testing import OPS, compare, run_both, tolerances
-from conftest import DEVICES
-
-IMPLS = ["custom", "fused"]
 
 
 def _ids(ops):
@@ -37,8 +34,6 @@ def _as_function(op, sample, impl):
     return call, tuple(sample.args[i] for i in idx)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 def test_gradcheck(op, device, impl):
     """First and second derivatives against finite differences, in float64, for every sample;
@@ -56,9 +51,7 @@ def test_gradcheck(op, device, impl):
     assert checked > 0
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 def test_parity_with_torch(op, device, dtype, impl):
     """Output and every input gradient equal torch.nn.functional's, with non-contiguous upstream gradients."""
@@ -75,7 +68,6 @@ def test_parity_with_torch(op, device, dtype, impl):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 def test_contiguous_and_noncontiguous_upstream_grads_agree(op, device):
     for sample in op.samples(device, torch.float64, True)[:3]:
