@@ -47,10 +47,10 @@ import torch
 
 from benchmarks import common
 from nnbasics import files
+from nnbasics.functional import IMPLS
 from nnbasics.testing import OPS, OPS_BY_NAME, ce_make, linear_make
 
 MODES = ("forward", "backward", "fwd+bwd")
-IMPLS = ("custom", "fused")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 # The sweep, from latency-bound (a few thousand elements: launch and Python overhead

@@ -23,14 +23,17 @@ single BLAS calls, with nothing between them to fuse.
 
 Compiling costs seconds once per dtype, device and rank (``dynamic=True``
 keeps new sizes from recompiling); Inductor caches the result on disk, so a
-later process pays much less.
+later process pays much less. The measurements behind the choices made here are
+in ``benchmarks/results/README.md`` ("What the fast path compiles on the CPU").
 """
 import functools
+import types
 import warnings
 
 import torch
 
 from . import ops
+from ._torch_private import has_storage
 from .ops import binary_cross_entropy as _bce
 from .ops import cross_entropy as _ce
 from .ops import dropout as _dropout
@@ -44,9 +47,9 @@ from .ops import tanh as _tanh
 
 
 def _plain(a) -> bool:
-    """Not a tensor, or one with storage of its own: not a wrapper of torch.func's transforms
-    or of the legacy vmap that ``gradcheck(check_batched_grad=True)`` uses."""
-    return not isinstance(a, torch.Tensor) or torch._C._has_storage(a)
+    """Not a tensor, or a non-empty one with storage of its own (not a torch.func or legacy-vmap
+    wrapper). An empty tensor has nothing to fuse, and would cost a compile of its own."""
+    return not isinstance(a, torch.Tensor) or (has_storage(a) and a.numel() > 0)
 
 
 def _on_cpu(args) -> bool:
@@ -54,27 +57,40 @@ def _on_cpu(args) -> bool:
 
 
 def _kind(args) -> tuple:
-    """What compiled code is specialized on: each tensor's device, dtype and rank, and the
-    values of the other arguments (reduction, dim, ...)."""
-    return tuple((a.device.type, a.dtype, a.dim()) if isinstance(a, torch.Tensor) else a for a in args)
+    """What compiled code is specialized on: each tensor's device, dtype, rank and whether it is
+    contiguous, and the values of the other arguments (reduction, dim, ...)."""
+    return tuple((a.device.type, a.dtype, a.dim(), a.is_contiguous()) if isinstance(a, torch.Tensor) else a
+                 for a in args)
+
+
+def _own_copy(formula):
+    """``formula`` as a new function object with its own code object.
+
+    Dynamo keeps its compiled versions, and its ``recompile_limit`` (8), per code object; a
+    copy gives each kind of input its own cache and its own budget."""
+    code = formula.__code__.replace()
+    copy = types.FunctionType(code, formula.__globals__, formula.__name__, formula.__defaults__, formula.__closure__)
+    copy.__kwdefaults__, copy.__qualname__ = formula.__kwdefaults__, formula.__qualname__
+    return copy
 
 
 def kernel(formula, *, cpu=True):
     """``formula`` compiled into one fused loop, where compiling applies (see the module docstring).
 
-    ``cpu=False``: run the formula eagerly on CPU tensors. For the formulas that read or write
-    a bool mask: Inductor's vectorized C++ converts comparisons to and from bool masks
-    element by element (torch 2.13, AVX-512), so the compiled loop loses to eager ops there
-    (``benchmarks/results/README.md`` has the measurement). Triton on CUDA has no such problem.
+    Each kind of input (``_kind``: devices, dtypes, ranks, contiguity, option values) gets a
+    compiled version of its own, made on its first call; ``dynamic=True`` lets it serve every
+    size. A program that varies dtypes, ranks or options thus does not run into Dynamo's
+    recompile limit, which counts the versions of one function (8): each kind has its own.
 
-    If compiling fails (no C++ compiler; more kinds of input than Dynamo's ``recompile_limit``,
-    8 compiled versions per function, ...), the kernel says so and from then on runs the
-    formula eagerly for inputs of that kind (see ``_kind``), which ``run.fallbacks`` lists;
-    the kinds already compiled stay compiled.
+    ``cpu=False``: run the formula eagerly on CPU tensors. For the formulas that read or write
+    a bool mask: Inductor's vectorized C++ handles bool masks slowly (torch 2.13, AVX-512), so
+    the compiled loop loses to eager ops there (measured in ``benchmarks/results/README.md``).
+    Triton on CUDA has no such problem.
+
+    If compiling fails (no C++ compiler, ...), the kernel says so in one warning and from then
+    on runs the formula eagerly for inputs of that kind, which ``run.fallbacks`` lists.
     """
-    # compiles on the first call. dynamic_threads: without it Inductor's C++ loops over
-    # symbolic sizes run on one thread (tanh at 16M floats here: 64 ms, with it 34 ms)
-    compiled = torch.compile(formula, dynamic=True, fullgraph=True, options={"cpp.dynamic_threads": True})
+    compiled = {}  # kind -> compiled function
     fallbacks = set()
 
     @functools.wraps(formula)
@@ -82,12 +98,18 @@ def kernel(formula, *, cpu=True):
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or not all(map(_plain, args))
                 or (not cpu and _on_cpu(args))):
             return formula(*args)
-        if fallbacks and _kind(args) in fallbacks:
-            return formula(*args)
+        kind = _kind(args)
+        fn = compiled.get(kind)
+        if fn is None:
+            if kind in fallbacks:
+                return formula(*args)
+            # cpp.dynamic_threads: without it Inductor's C++ loops over symbolic sizes run on one thread
+            fn = compiled[kind] = torch.compile(_own_copy(formula), dynamic=True, fullgraph=True,
+                                                options={"cpp.dynamic_threads": True})
         try:
-            return compiled(*args)
+            return fn(*args)
         except Exception as exc:
-            kind = _kind(args)
+            del compiled[kind]
             fallbacks.add(kind)
             reason = (str(exc).strip() or "-").splitlines()[0]
             warnings.warn(f"nnbasics.fused: compiling {formula.__name__} failed for inputs {kind} "
@@ -101,14 +123,13 @@ def kernel(formula, *, cpu=True):
 
 # --------------------------------------------------------------------------- activations
 
-_sigmoid_backward = kernel(_sigmoid.sigmoid_backward)
-_tanh_backward = kernel(_tanh.tanh_backward)
-_relu_backward = kernel(_relu.relu_backward, cpu=False)
-_leaky_relu_backward = kernel(_leaky_relu.leaky_relu_backward, cpu=False)
-_hardtanh_backward = kernel(_hardtanh.hardtanh_backward, cpu=False)
-_dropout_apply = kernel(_dropout.dropout_apply, cpu=False)
-_dropout_backward = kernel(_dropout.dropout_backward, cpu=False)
-_softmax_backward = kernel(_softmax.softmax_backward)
+_sigmoid_derivative_times = kernel(_sigmoid.sigmoid_derivative_times)
+_tanh_derivative_times = kernel(_tanh.tanh_derivative_times)
+_relu_derivative_times = kernel(_relu.relu_derivative_times, cpu=False)
+_leaky_relu_derivative_times = kernel(_leaky_relu.leaky_relu_derivative_times, cpu=False)
+_hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times, cpu=False)
+_dropout_derivative_times = kernel(_dropout.dropout_derivative_times, cpu=False)
+_softmax_jacobian_times = kernel(_softmax.softmax_jacobian_times)
 _log_softmax_backward = kernel(_softmax.log_softmax_backward)
 
 
@@ -117,7 +138,7 @@ class Sigmoid(ops.Sigmoid):
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _sigmoid_backward(grad_y, *ctx.saved_tensors)
+        return _sigmoid_derivative_times(grad_y, *ctx.saved_tensors)
 
 
 class Tanh(ops.Tanh):
@@ -125,7 +146,7 @@ class Tanh(ops.Tanh):
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _tanh_backward(grad_y, *ctx.saved_tensors)
+        return _tanh_derivative_times(grad_y, *ctx.saved_tensors)
 
 
 class ReLU(ops.ReLU):
@@ -135,7 +156,7 @@ class ReLU(ops.ReLU):
     def backward(ctx, grad_y, _grad_mask):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None
-        return _relu_backward(grad_y, *ctx.saved_tensors)
+        return _relu_derivative_times(grad_y, *ctx.saved_tensors)
 
 
 class LeakyReLU(ops.LeakyReLU):
@@ -145,7 +166,7 @@ class LeakyReLU(ops.LeakyReLU):
     def backward(ctx, grad_y, _grad_mask):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None
-        return _leaky_relu_backward(grad_y, *ctx.saved_tensors, ctx.negative_slope), None
+        return _leaky_relu_derivative_times(grad_y, *ctx.saved_tensors, ctx.negative_slope), None
 
 
 class Hardtanh(ops.Hardtanh):
@@ -155,23 +176,24 @@ class Hardtanh(ops.Hardtanh):
     def backward(ctx, grad_y, _grad_mask):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None, None
-        return _hardtanh_backward(grad_y, *ctx.saved_tensors), None, None
+        return _hardtanh_derivative_times(grad_y, *ctx.saved_tensors), None, None
 
 
 class Dropout(ops.Dropout):
     @staticmethod
     def forward(x, p):
         # keep ~ Bernoulli(1 - p), drawn as u >= p with u ~ U[0, 1): the same distribution as the
-        # reference's bernoulli_(1 - p), but rand_like is about 3x faster than bernoulli_ on the CPU
-        # (0.78 vs 2.3 ms for 256x1024 here), and the draw is most of what dropout costs. Unlike
-        # the reference, the mask is therefore not the one torch's dropout draws from the same seed.
-        return _dropout_apply(x, torch.rand_like(x) >= p, p)
+        # reference's bernoulli_(1 - p), and several times faster on the CPU (measured in
+        # benchmarks/results/README.md); the draw is most of what dropout costs. Unlike the
+        # reference, the mask is therefore not the one torch's dropout draws from the same seed.
+        mask = torch.rand_like(x) >= p
+        return _dropout_derivative_times(x, mask, p), mask
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None
-        return _dropout_backward(grad_y, *ctx.saved_tensors, ctx.p), None
+        return _dropout_derivative_times(grad_y, *ctx.saved_tensors, ctx.p), None
 
 
 class Softmax(ops.Softmax):
@@ -179,7 +201,7 @@ class Softmax(ops.Softmax):
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _softmax_backward(grad_y, *ctx.saved_tensors, ctx.dim), None
+        return _softmax_jacobian_times(grad_y, *ctx.saved_tensors, ctx.dim), None
 
 
 class LogSoftmax(ops.LogSoftmax):
@@ -203,7 +225,7 @@ _bce_with_logits_backward = kernel(_bce.bce_with_logits_backward)
 
 class CrossEntropy(ops.CrossEntropy):
     """Forward: one pass computing max, log-sum-exp and the loss, with no (N, C) output written;
-    backward: one pass recomputing p from the saved logits and writing a · p - q, scaled."""
+    backward: one pass recomputing p from the saved logits and writing m · p - q, scaled."""
 
     forward = staticmethod(kernel(_ce.cross_entropy_forward))
 
@@ -221,7 +243,7 @@ class MSELoss(ops.MSELoss):
 
 
 class BinaryCrossEntropy(ops.BinaryCrossEntropy):
-    forward = staticmethod(kernel(_bce.bce_loss))
+    forward = staticmethod(kernel(_bce.bce_forward))
 
     @staticmethod
     def backward(ctx, grad_loss):
@@ -229,7 +251,7 @@ class BinaryCrossEntropy(ops.BinaryCrossEntropy):
 
 
 class BinaryCrossEntropyWithLogits(ops.BinaryCrossEntropyWithLogits):
-    forward = staticmethod(kernel(_bce.bce_with_logits_loss))
+    forward = staticmethod(kernel(_bce.bce_with_logits_forward))
 
     @staticmethod
     def backward(ctx, grad_loss):
@@ -238,89 +260,3 @@ class BinaryCrossEntropyWithLogits(ops.BinaryCrossEntropyWithLogits):
 
 
 __all__ = list(ops.__all__)
-COMPILABLE = {name: ops.without_jvp(globals()[name]) for name in __all__}
-
-
-# --------------------------------------------------------------------------- cross-entropy that overwrites its input
-
-def _ce_rows_and_grad_(x, target, weight, ignore_index, label_smoothing):
-    """Loss per row, and x overwritten by dl/dx = a·p - q (same formulas as the reference)."""
-    rows = _ce.cross_entropy_rows(x, target, weight, ignore_index, label_smoothing)
-    x.copy_(_ce.cross_entropy_grad(x, target, weight, ignore_index, label_smoothing))
-    return rows
-
-
-_ce_rows_and_grad_kernel = kernel(_ce_rows_and_grad_)
-CHUNK_BYTES = 64 * 2**20  # rows are processed in chunks of about this size, bounding temporaries
-
-
-class CrossEntropyInPlace(torch.autograd.Function):
-    """Softmax cross-entropy that computes its gradient during forward, into the logits' own memory.
-
-    The trick of Liger-Kernel: dl/dx does not depend on the upstream gradient except through one
-    scale per row, so it can be computed while the logits are in cache, and stored *over the
-    logits*, which nothing needs any more. Backward then only scales it in place. Peak memory
-    drops from logits + log-probabilities + gradient (three (N, C) tensors) to the logits alone.
-
-    Caveats (all enforced or detected):
-    - the logits' values are gone after the call (their version counter is bumped, so autograd
-      raises if anything had saved them for its own backward);
-    - backward can run only once (a second call would scale the gradient twice);
-    - no double backward (the gradient is data, not a graph);
-    - the input must be a contiguous (N, C) non-leaf tensor that requires grad.
-    """
-
-    @staticmethod
-    def forward(x, target, weight, ignore_index, reduction, label_smoothing):
-        rows_per_chunk = max(1, CHUNK_BYTES // max(1, x.shape[1] * x.element_size()))
-        rows = torch.cat([
-            _ce_rows_and_grad_kernel(xc, tc, weight, ignore_index, label_smoothing)
-            for xc, tc in zip(x.split(rows_per_chunk), target.split(rows_per_chunk))
-        ]) if x.shape[0] else x.new_zeros(0)
-        total = _ce.total_weight(target, weight, ignore_index, x.dtype)
-        return _ce.reduce(rows, reduction, total), x
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, target, weight, ctx.ignore_index, ctx.reduction, _ = inputs
-        _, grad = output
-        ctx.mark_dirty(x)
-        ctx.mark_non_differentiable(grad)
-        ctx.set_materialize_grads(False)  # else backward starts by allocating zeros the size of the logits
-        ctx.save_for_backward(grad, target, weight)
-        ctx.used = False
-
-    @staticmethod
-    def backward(ctx, grad_loss, _grad_of_grad):
-        if grad_loss is None:
-            return None, None, None, None, None, None
-        if ctx.used:
-            raise RuntimeError("cross_entropy_: the gradient was stored over the logits and has been used; "
-                               "backward can run only once (no retain_graph) for this loss")
-        ctx.used = True
-        grad, target, weight = ctx.saved_tensors
-        total = _ce.total_weight(target, weight, ctx.ignore_index, grad.dtype)
-        scale = _ce.unreduce(grad_loss, ctx.reduction, grad[:, 0], total)
-        return grad.mul_(scale[:, None]), None, None, None, None, None
-
-
-def cross_entropy_(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """``cross_entropy`` that overwrites ``input`` (N, C) with its own gradient (see CrossEntropyInPlace).
-
-    Use it where the logits are not needed after the loss, e.g. ``loss = cross_entropy_(model(x), y)``.
-    Without autograd (no_grad, or input not requiring grad) it computes the loss and leaves input intact.
-    """
-    from .functional import _check_class_targets, _reduction
-
-    reduction = _reduction(None, None, reduction)
-    _check_class_targets(input, target, ignore_index)
-    if not (torch.is_grad_enabled() and input.requires_grad):
-        return CrossEntropy.apply(input, target.long(), weight, int(ignore_index), reduction, float(label_smoothing))
-    if input.dim() != 2 or not input.is_contiguous():
-        raise RuntimeError(f"cross_entropy_: input must be a contiguous (N, C) tensor to be overwritten, got shape "
-                           f"{tuple(input.shape)} (contiguous={input.is_contiguous()}); use cross_entropy instead")
-    if input.is_leaf:
-        raise RuntimeError("cross_entropy_: input is a leaf tensor that requires grad, whose values autograd must keep; "
-                           "cross_entropy_ is for logits computed by a model: use cross_entropy for leaves")
-    loss, _ = CrossEntropyInPlace.apply(input, target.long(), weight, int(ignore_index), reduction, float(label_smoothing))
-    return loss

@@ -16,7 +16,7 @@ from . import functional as F
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "hardtanh")
 INITS = ("torch", "kaiming", "xavier")
-MLP_IMPLS = ("custom", "fused", "builtin")
+MLP_IMPLS = (*F.IMPLS, "builtin")  # "builtin": the same network from torch.nn modules
 
 __all__ = [
     "Linear", "Sigmoid", "ReLU", "Tanh", "LeakyReLU", "Hardtanh", "Softmax", "LogSoftmax", "Dropout",

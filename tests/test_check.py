@@ -14,7 +14,7 @@ def test_check_catches_a_wrong_backward(monkeypatch, capsys):
     """A deliberately broken gradient (sigmoid's y(1-y) without the (1-y)) must be reported."""
     import nnbasics.ops.sigmoid as sig
 
-    monkeypatch.setattr(sig, "sigmoid_backward", lambda g, y: g * y)
+    monkeypatch.setattr(sig, "sigmoid_derivative_times", lambda v, y: v * y)
     assert check.main(["--op", "sigmoid"]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH" in out and "gradcheck: FAIL" in out

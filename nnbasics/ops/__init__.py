@@ -1,14 +1,22 @@
 """The hand-written autograd Functions, one file per op.
 
 Each file states the forward and backward math in its docstring, then holds
-the formulas as plain functions (``*_forward``, ``*_backward``) and the
-``torch.autograd.Function`` that wires them into autograd. The formulas are
-kept as functions so the fused path (``nnbasics.fused``) can compile the very
-same math instead of copying it. User-facing validation, autocast and
-``inplace`` live in ``nnbasics.functional``.
-"""
-import torch
+the formulas as plain functions and the ``torch.autograd.Function`` that wires
+them into autograd. The formulas are kept as functions so the fused path
+(``nnbasics.fused``) can compile the very same math instead of copying it.
+User-facing validation, autocast and ``inplace`` live in ``nnbasics.functional``.
 
+The same names mean the same things in every file:
+
+- ``<op>_forward``: exactly what ``Function.forward`` returns;
+- ``<op>_derivative_times(v, ...)``: v · dy/dx for an elementwise op, which backward
+  uses with v = grad_y and jvp with v = the tangent;
+- ``<loss>_unreduced``: the loss l of every element (every row, for cross-entropy),
+  which ``_reduction.reduce`` turns into the loss L;
+- ``<loss>_partials``: the partial derivatives of l with respect to each input;
+- ``<op>_backward`` / ``<op>_jvp``: the vector-Jacobian and Jacobian-vector products,
+  where they are more than a product with ``_derivative_times``.
+"""
 from .binary_cross_entropy import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
 from .cross_entropy import CrossEntropy
 from .dropout import Dropout
@@ -26,16 +34,3 @@ __all__ = [
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "Softmax", "Tanh",
 ]
 
-
-def without_jvp(fn):
-    """The same Function minus its hand-written ``jvp``.
-
-    TorchDynamo refuses to trace a Function that defines ``jvp`` (forward-mode
-    AD is not supported under ``torch.compile``), so ``nnbasics.functional``
-    applies this twin while compiling; eager code, ``torch.func.jvp`` and
-    ``gradcheck(check_forward_ad=True)`` use the original.
-    """
-    return type(fn.__name__, (fn,), {"jvp": torch.autograd.Function.jvp, "__module__": fn.__module__})
-
-
-COMPILABLE = {name: without_jvp(globals()[name]) for name in __all__}

@@ -9,14 +9,14 @@ On probabilities p ∈ [0, 1] with targets y and element weights w:
 As in PyTorch, each log is clamped at -100 so that p = 0 or 1 gives a large
 finite loss instead of inf, and p (1 - p) is clamped at 1e-12.
 
-On logits x (p = σ(x)), with softplus s(z) = log(1 + e^z) and an optional
-positive-class weight r (``pos_weight``), L = 1 + (r - 1) y:
+On logits x (p = σ(x)), with softplus(z) = log(1 + e^z), an optional
+positive-class weight r (``pos_weight``) and c = 1 + (r - 1) y:
 
-    forward:   l = w ((1 - y) x + L s(-x))               (-log σ(x) = s(-x))
-    backward:  dl/dx = w ((1 - y) - L σ(-x))             = w (σ(x) - y) when r = 1
-               dl/dy = w ((r - 1) s(-x) - x)             = -w x        when r = 1
+    forward:   l = w ((1 - y) x + c · softplus(-x))            (-log σ(x) = softplus(-x))
+    backward:  dl/dx = w ((1 - y) - c σ(-x))                   = w (σ(x) - y) when r = 1
+               dl/dy = w ((r - 1) softplus(-x) - x)            = -w x        when r = 1
 
-Never forming log σ(x) keeps it exact for any x: s(z) = max(z, 0) + log(1 + e^(-|z|))
+Never forming log σ(x) keeps it exact for any x: softplus(z) = max(z, 0) + log(1 + e^(-|z|))
 never overflows, which is why this is the loss to use after a sigmoid.
 """
 import torch
@@ -36,7 +36,8 @@ def _weighted(value, weight):
     return value if weight is None else weight * value
 
 
-def bce_forward(p, y, weight):
+def bce_unreduced(p, y, weight):
+    """l for every element."""
     log_p, log_1mp = _clamped_logs(p)
     return _weighted(-(y * log_p + (1 - y) * log_1mp), weight)
 
@@ -51,26 +52,27 @@ def softplus(z):
     return z.clamp_min(0) + torch.log1p(torch.exp(-z.abs()))
 
 
-def bce_with_logits_forward(x, y, weight, pos_weight):
-    big_l = 1 if pos_weight is None else 1 + (pos_weight - 1) * y
-    return _weighted((1 - y) * x + big_l * softplus(-x), weight)
+def bce_with_logits_unreduced(x, y, weight, pos_weight):
+    """l for every element."""
+    c = 1 if pos_weight is None else 1 + (pos_weight - 1) * y
+    return _weighted((1 - y) * x + c * softplus(-x), weight)
 
 
 def bce_with_logits_partials(x, y, weight, pos_weight):
     if pos_weight is None:
         return _weighted(sigmoid_forward(x) - y, weight), _weighted(-x, weight)
-    big_l = 1 + (pos_weight - 1) * y
-    dx = (1 - y) - big_l * sigmoid_forward(-x)
+    c = 1 + (pos_weight - 1) * y
+    dx = (1 - y) - c * sigmoid_forward(-x)
     dy = (pos_weight - 1) * softplus(-x) - x
     return _weighted(dx, weight), _weighted(dy, weight)
 
 
-def bce_loss(p, y, weight, reduction):
-    return reduce(bce_forward(p, y, weight), reduction)
+def bce_forward(p, y, weight, reduction):
+    return reduce(bce_unreduced(p, y, weight), reduction)
 
 
-def bce_with_logits_loss(x, y, weight, pos_weight, reduction):
-    return reduce(bce_with_logits_forward(x, y, weight, pos_weight), reduction)
+def bce_with_logits_forward(x, y, weight, pos_weight, reduction):
+    return reduce(bce_with_logits_unreduced(x, y, weight, pos_weight), reduction)
 
 
 def _backward(partials, grad_loss, reduction, like, needs_input_grad):
@@ -99,7 +101,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(p, y, weight, reduction):
-        return bce_loss(p, y, weight, reduction)
+        return bce_forward(p, y, weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -125,7 +127,7 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
 
     @staticmethod
     def forward(x, y, weight, pos_weight, reduction):
-        return bce_with_logits_loss(x, y, weight, pos_weight, reduction)
+        return bce_with_logits_forward(x, y, weight, pos_weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

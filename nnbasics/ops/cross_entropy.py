@@ -1,21 +1,24 @@
 """Softmax cross-entropy, fused: one forward, one hand-written backward.
 
 Shapes: logits x (N, C), class indices t (N,), class weights w (C,) or None.
-Write p = softmax(x) along C, ε = label_smoothing, and for row i
+Write p = softmax(x) along C, ε = label_smoothing, and q_i for the target of row i,
+the one-hot of t_i smoothed and weighted:
 
-    forward:   l_i = (1 - ε) · w_{t_i} · (-log p_{i,t_i})  +  (ε / C) · Σ_c w_c · (-log p_{i,c})
+    q_ij = (1 - ε) w_{t_i} [j = t_i] + (ε / C) w_j          (w ≡ 1 without weights)
 
-(w ≡ 1 without weights; rows with t_i = ignore_index give l_i = 0). Since
-d(-log p_k)/dx_j = p_j - [j = k], the derivative of every row is
+    forward:   l_i = Σ_j q_ij · (-log p_ij)
+                   = (1 - ε) · w_{t_i} · (-log p_{i,t_i})  +  (ε / C) · Σ_c w_c · (-log p_{i,c})
 
-    backward:  dl_i/dx_ij = a_i · p_ij - q_ij
-               a_i  = (1 - ε) w_{t_i} + (ε / C) Σ_c w_c
-               q_ij = (1 - ε) w_{t_i} [j = t_i] + (ε / C) w_j
+(rows with t_i = ignore_index give l_i = 0). Since d(-log p_k)/dx_j = p_j - [j = k],
+the derivative of every row is
 
-i.e. the softmax minus the smoothed one-hot target q, weighted; without
-weights a_i = 1 and the rule is the famous  dl/dx = p - q.  Reductions: 'sum'
-adds the rows, 'mean' divides the sum by the total weight of the rows that
-are not ignored, Σ_i w_{t_i} (by N when unweighted), exactly as PyTorch does.
+    backward:  dl_i/dx_ij = Σ_k q_ik (p_ij - [j = k]) = m_i · p_ij - q_ij
+               m_i = Σ_j q_ij = (1 - ε) w_{t_i} + (ε / C) Σ_c w_c       (the target's total)
+
+i.e. the softmax minus the target, weighted; without weights m_i = 1 and the
+rule is the famous  dl/dx = p - q.  Reductions: 'sum' adds the rows, 'mean'
+divides the sum by the total weight of the rows that are not ignored,
+Σ_i w_{t_i} (by N when unweighted), exactly as PyTorch does.
 
 This is one formula, not log_softmax and nll_loss chained: no (N, C) gradient
 of log p is ever formed. Backward recomputes p from the saved logits rather
@@ -42,8 +45,8 @@ def total_weight(target, weight, ignore_index, dtype):
     return torch.where(valid, w_t, 0).sum().to(dtype)
 
 
-def cross_entropy_rows(x, target, weight, ignore_index, label_smoothing):
-    """l_i for every row. x: (N, C); returns (N,).
+def cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing):
+    """l_i for every row: the unreduced loss. x: (N, C); returns (N,).
 
     With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
     -log p_ic = S_i - s_ic, so no (N, C) tensor of log-probabilities is ever written:
@@ -63,8 +66,8 @@ def cross_entropy_rows(x, target, weight, ignore_index, label_smoothing):
     return torch.where(valid, loss, 0)
 
 
-def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing, row_scale=None):
-    """dl_i/dx_ij = a_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
+def cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, row_scale=None):
+    """dl_i/dx_ij = m_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
     ignored rows. x: (N, C); returns (N, C).
 
     q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
@@ -75,11 +78,11 @@ def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing, row_sca
     r = valid.to(x.dtype) if row_scale is None else valid * row_scale  # 0 on ignored rows
     w_t = w_t.to(x.dtype)
     p = softmax_forward(x, 1)
-    if weight is None:  # a_i = 1
+    if weight is None:  # m_i = 1
         grad = (p - eps / n_classes) * r[:, None]
     else:
-        a = r * ((1 - eps) * w_t + eps / n_classes * weight.sum())
-        grad = a[:, None] * p
+        m = r * ((1 - eps) * w_t + eps / n_classes * weight.sum())
+        grad = m[:, None] * p
         if eps:
             grad = torch.addcmul(grad, r[:, None], weight, value=-eps / n_classes)
     # In place on a tensor this function just made, and that no backward reads.
@@ -87,20 +90,20 @@ def cross_entropy_grad(x, target, weight, ignore_index, label_smoothing, row_sca
 
 
 def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
-    rows = cross_entropy_rows(x, target, weight, ignore_index, label_smoothing)
-    return reduce(rows, reduction, total_weight(target, weight, ignore_index, x.dtype))
+    loss = cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing)
+    return reduce(loss, reduction, total_weight(target, weight, ignore_index, x.dtype))
 
 
 def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
-    """dL/dx_ij = (dL/dl_i) · (a_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
+    """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
     total = total_weight(target, weight, ignore_index, x.dtype)
     grad_rows = unreduce(grad_loss, reduction, target, total)
-    return cross_entropy_grad(x, target, weight, ignore_index, label_smoothing, grad_rows)
+    return cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, grad_rows)
 
 
 def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
     """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
-    grad = cross_entropy_grad(x, target, weight, ignore_index, label_smoothing)
+    grad = cross_entropy_partials(x, target, weight, ignore_index, label_smoothing)
     return reduce((grad * x_t).sum(1), reduction, total_weight(target, weight, ignore_index, x.dtype))
 
 

@@ -12,24 +12,23 @@ non-differentiable output.
 """
 import torch
 
-from .relu import save_mask
+from ._masks import save_mask
 
 
 def dropout_forward(x: torch.Tensor, p: float):
     keep = torch.empty_like(x).bernoulli_(1 - p)  # 1.0 with probability 1 - p, else 0.0
-    return dropout_apply(x, keep, p)
-
-
-def dropout_apply(x: torch.Tensor, keep: torch.Tensor, p: float):
-    """(y, mask) from x and the drawn 0/1 tensor ``keep``: the arithmetic, apart from the random draw."""
     mask = keep.bool()
-    return dropout_backward(x, mask, p), mask
+    return dropout_derivative_times(x, mask, p), mask
 
 
-def dropout_backward(grad_y: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+def dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+    """v · dy/dx, elementwise: dy/dx is 1/(1-p) where the element is kept and 0 elsewhere.
+
+    Dropout is linear in x (y = x · dy/dx), so forward uses this too, with v = x.
+    """
     # p == 1 drops everything: the scale 1/(1-p) would be inf and inf·0 NaN.
     scale = 0.0 if p == 1 else 1 / (1 - p)
-    return grad_y * mask * scale
+    return v * mask * scale
 
 
 class Dropout(torch.autograd.Function):
@@ -51,9 +50,9 @@ class Dropout(torch.autograd.Function):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None
         (mask,) = ctx.saved_tensors
-        return dropout_backward(grad_y, mask, ctx.p), None
+        return dropout_derivative_times(grad_y, mask, ctx.p), None
 
     @staticmethod
     def jvp(ctx, x_t, _p_t):
         (mask,) = ctx.saved_tensors
-        return dropout_backward(x_t, mask, ctx.p), None
+        return dropout_derivative_times(x_t, mask, ctx.p), None

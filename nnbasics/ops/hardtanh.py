@@ -10,7 +10,7 @@ a NaN passes its gradient through as in ``torch.nn.functional.hardtanh``.
 """
 import torch
 
-from .relu import save_mask
+from ._masks import save_mask
 
 
 def hardtanh_forward(x: torch.Tensor, min_val: float, max_val: float):
@@ -18,8 +18,9 @@ def hardtanh_forward(x: torch.Tensor, min_val: float, max_val: float):
     return x.clamp(min_val, max_val), mask
 
 
-def hardtanh_backward(grad_y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return grad_y * mask
+def hardtanh_derivative_times(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """v · dy/dx, elementwise: dy/dx is 1 where lo < x < hi and 0 elsewhere, i.e. the mask."""
+    return v * mask
 
 
 class Hardtanh(torch.autograd.Function):
@@ -40,9 +41,9 @@ class Hardtanh(torch.autograd.Function):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None, None
         (mask,) = ctx.saved_tensors
-        return hardtanh_backward(grad_y, mask), None, None
+        return hardtanh_derivative_times(grad_y, mask), None, None
 
     @staticmethod
     def jvp(ctx, x_t, _lo_t, _hi_t):
         (mask,) = ctx.saved_tensors
-        return hardtanh_backward(x_t, mask), None
+        return hardtanh_derivative_times(x_t, mask), None

@@ -9,7 +9,7 @@ as in PyTorch.
 """
 import torch
 
-from .relu import save_mask
+from ._masks import save_mask
 
 
 def leaky_relu_forward(x: torch.Tensor, negative_slope: float):
@@ -17,8 +17,9 @@ def leaky_relu_forward(x: torch.Tensor, negative_slope: float):
     return torch.where(mask, x, x * negative_slope), mask
 
 
-def leaky_relu_backward(grad_y: torch.Tensor, mask: torch.Tensor, negative_slope: float) -> torch.Tensor:
-    return torch.where(mask, grad_y, grad_y * negative_slope)
+def leaky_relu_derivative_times(v: torch.Tensor, mask: torch.Tensor, negative_slope: float) -> torch.Tensor:
+    """v · dy/dx, elementwise: dy/dx is 1 where x > 0 and a elsewhere."""
+    return torch.where(mask, v, v * negative_slope)
 
 
 class LeakyReLU(torch.autograd.Function):
@@ -40,9 +41,9 @@ class LeakyReLU(torch.autograd.Function):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None
         (mask,) = ctx.saved_tensors
-        return leaky_relu_backward(grad_y, mask, ctx.negative_slope), None
+        return leaky_relu_derivative_times(grad_y, mask, ctx.negative_slope), None
 
     @staticmethod
     def jvp(ctx, x_t, _slope_t):
         (mask,) = ctx.saved_tensors
-        return leaky_relu_backward(x_t, mask, ctx.negative_slope), None
+        return leaky_relu_derivative_times(x_t, mask, ctx.negative_slope), None

@@ -30,10 +30,14 @@ def mse_partials(x, y, weight, reduction, loss):
     return dx, -dx, dw
 
 
-def mse_forward(x, y, weight, reduction):
+def mse_unreduced(x, y, weight):
+    """l for every element."""
     d = x - y
-    loss = d * d if weight is None else weight * d * d
-    return reduce(loss, reduction, _total(weight))
+    return d * d if weight is None else weight * d * d
+
+
+def mse_forward(x, y, weight, reduction):
+    return reduce(mse_unreduced(x, y, weight), reduction, _total(weight))
 
 
 def mse_backward(grad_loss, x, y, weight, loss, reduction, needs_input_grad):

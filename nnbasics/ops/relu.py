@@ -9,34 +9,21 @@ What to save: backward needs only *where* x was positive. A boolean mask costs
 1 byte per element, the float output 2 to 8, so the mask is saved. It is
 written ``not (x <= 0)`` rather than ``x > 0`` so that a NaN input, whose
 output is NaN, passes its gradient through exactly as ``torch.relu`` does.
-
-The mask is an intermediate, not an input or output, and ``torch.func`` needs
-every saved tensor to be one of those: so forward returns it as a second,
-non-differentiable output, and ``nnbasics.functional.relu`` hands back only y.
+Forward returns the mask as a second output (see ``_masks.py`` for why);
+``nnbasics.functional.relu`` hands back only y.
 """
 import torch
+
+from ._masks import save_mask
 
 
 def relu_forward(x: torch.Tensor):
     return x.clamp_min(0), torch.logical_not(x <= 0)
 
 
-def relu_backward(grad_y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return grad_y * mask
-
-
-def save_mask(ctx, mask: torch.Tensor) -> None:
-    """Keep ``mask``, returned by forward as a second output, for backward and jvp.
-
-    It is marked non-differentiable (it is a function of x, but a piecewise constant
-    one), and gradients are not materialized: autograd would otherwise allocate a zero
-    "gradient of the mask" for every backward. ReLU, LeakyReLU, Hardtanh and Dropout
-    all keep their mask this way.
-    """
-    ctx.mark_non_differentiable(mask)
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(mask)
-    ctx.save_for_forward(mask)
+def relu_derivative_times(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """v · dy/dx, elementwise: dy/dx is 1 where x > 0 and 0 elsewhere, i.e. the mask."""
+    return v * mask
 
 
 class ReLU(torch.autograd.Function):
@@ -57,9 +44,9 @@ class ReLU(torch.autograd.Function):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None
         (mask,) = ctx.saved_tensors
-        return relu_backward(grad_y, mask)
+        return relu_derivative_times(grad_y, mask)
 
     @staticmethod
     def jvp(ctx, x_t):
         (mask,) = ctx.saved_tensors
-        return relu_backward(x_t, mask), None
+        return relu_derivative_times(x_t, mask), None

@@ -22,8 +22,9 @@ def sigmoid_forward(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, r, e * r)
 
 
-def sigmoid_backward(grad_y: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return grad_y * y * (1 - y)
+def sigmoid_derivative_times(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """v · dy/dx, elementwise: dy/dx = y (1 - y), from the output y. Backward passes grad_y as v, jvp the tangent."""
+    return v * y * (1 - y)
 
 
 class Sigmoid(torch.autograd.Function):
@@ -43,9 +44,9 @@ class Sigmoid(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        return sigmoid_backward(grad_y, y)
+        return sigmoid_derivative_times(grad_y, y)
 
     @staticmethod
     def jvp(ctx, x_t):
         (y,) = ctx.saved_tensors
-        return sigmoid_backward(x_t, y)
+        return sigmoid_derivative_times(x_t, y)

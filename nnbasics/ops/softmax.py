@@ -32,8 +32,10 @@ def log_softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
     return s - torch.log(torch.exp(s).sum(dim, keepdim=True))
 
 
-def softmax_backward(grad_y, y, dim):
-    return y * (grad_y - (grad_y * y).sum(dim, keepdim=True))
+def softmax_jacobian_times(v, y, dim):
+    """J v, with J = dy/dx = diag(y) - y yᵀ along dim. J is symmetric, so this one product is
+    both the backward (Jᵀ grad_y) and the jvp (J x_t)."""
+    return y * (v - (v * y).sum(dim, keepdim=True))
 
 
 def log_softmax_backward(grad_z, z, dim):
@@ -58,13 +60,12 @@ class Softmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        return softmax_backward(grad_y, y, ctx.dim), None
+        return softmax_jacobian_times(grad_y, y, ctx.dim), None
 
     @staticmethod
     def jvp(ctx, x_t, _dim_t):
-        # The Jacobian of softmax is symmetric, so its jvp is the same formula as the vjp.
         (y,) = ctx.saved_tensors
-        return softmax_backward(x_t, y, ctx.dim)
+        return softmax_jacobian_times(x_t, y, ctx.dim)
 
 
 class LogSoftmax(torch.autograd.Function):

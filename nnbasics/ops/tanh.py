@@ -15,8 +15,9 @@ def tanh_forward(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
 
 
-def tanh_backward(grad_y: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return grad_y * (1 - y * y)
+def tanh_derivative_times(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """v · dy/dx, elementwise: dy/dx = 1 - y², from the output y. Backward passes grad_y as v, jvp the tangent."""
+    return v * (1 - y * y)
 
 
 class Tanh(torch.autograd.Function):
@@ -36,9 +37,9 @@ class Tanh(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        return tanh_backward(grad_y, y)
+        return tanh_derivative_times(grad_y, y)
 
     @staticmethod
     def jvp(ctx, x_t):
         (y,) = ctx.saved_tensors
-        return tanh_backward(x_t, y)
+        return tanh_derivative_times(x_t, y)

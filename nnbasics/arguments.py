@@ -1,0 +1,157 @@
+"""Argument checks for ``nnbasics.functional`` (and ``nnbasics.inplace``).
+
+Each check raises the exception type ``torch.nn.functional`` raises for the same mistake, with
+a message that names the bad value and says what to do. Checks that read tensor *values*
+(class indices in range, probabilities in [0, 1]) are skipped where values cannot be read:
+inside ``torch.compile`` and inside ``torch.func`` transforms.
+"""
+import warnings
+
+import torch
+
+from ._torch_private import is_transformed
+from .ops._reduction import REDUCTIONS
+
+
+def readable(t: torch.Tensor) -> bool:
+    """Can we look at the values of ``t`` (not inside torch.compile or a torch.func transform)?"""
+    return not torch.compiler.is_compiling() and not is_transformed(t)
+
+
+def reduction(size_average, reduce, reduction: str, stacklevel: int = 3) -> str:
+    """The reduction to use: ``reduction``, or the one the legacy pair (size_average, reduce)
+    stands for, as torch maps it (with torch's deprecation warning)."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = ("mean" if size_average else "sum") if reduce else "none"
+        warnings.warn(
+            f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
+            stacklevel=stacklevel,
+        )
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not a valid value for reduction: use 'none', 'mean' or 'sum'")
+    return reduction
+
+
+def no_grad_for(fn_name: str, arg_name: str, t) -> None:
+    if t is not None and t.requires_grad:
+        raise RuntimeError(
+            f"{fn_name}: {arg_name} requires grad, but the loss is not differentiable with respect to "
+            f"{arg_name} (nor is torch.nn.functional.{fn_name}); pass {arg_name}.detach()"
+        )
+
+
+def same_shape(fn_name: str, input: torch.Tensor, target: torch.Tensor) -> None:
+    if target.shape != input.shape:
+        raise ValueError(
+            f"{fn_name}: target of shape {tuple(target.shape)} differs from input of shape "
+            f"{tuple(input.shape)}; give the target the input's shape"
+        )
+
+
+def weight_shape(fn_name: str, weight, input: torch.Tensor) -> None:
+    if weight is not None and weight.shape != input.shape:
+        raise ValueError(f"{fn_name}: weight of shape {tuple(weight.shape)} must have the input's shape {tuple(input.shape)}")
+
+
+def _first_bad(bad: torch.Tensor) -> tuple:
+    return tuple(i.item() for i in bad.nonzero()[0])
+
+
+# --------------------------------------------------------------------------- layers and activations
+
+def linear(input, weight, bias) -> None:
+    if weight.dim() != 2:
+        raise RuntimeError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+    if input.dim() == 0 or input.shape[-1] != weight.shape[1]:
+        raise RuntimeError(
+            f"linear: input of shape {tuple(input.shape)} has {input.shape[-1] if input.dim() else 'no'} features "
+            f"in its last dimension, but weight of shape {tuple(weight.shape)} expects in_features={weight.shape[1]}; "
+            f"reshape the input to (*, {weight.shape[1]}) or make the layer with in_features="
+            f"{input.shape[-1] if input.dim() else '...'}"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise RuntimeError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def hardtanh(min_val, max_val) -> None:
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val={min_val} cannot be greater than max_val={max_val}")
+
+
+def dropout(p) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got p={p}")
+
+
+def softmax_dim(name: str, input: torch.Tensor, dim, stacklevel: int = 3) -> int:
+    """The dimension to normalise along; ``dim=None`` is torch's legacy implicit choice, with its warning."""
+    if dim is None:
+        warnings.warn(
+            f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X as an argument.",
+            stacklevel=stacklevel,
+        )
+        dim = 0 if input.dim() in (0, 1, 3) else 1
+    n = max(input.dim(), 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{name}: dim={dim} is out of range for an input of shape {tuple(input.shape)}")
+    return dim
+
+
+# --------------------------------------------------------------------------- losses
+
+def class_targets(input, target, ignore_index) -> None:
+    """Shape, dtype and range of class-index targets for cross-entropy."""
+    if not input.is_floating_point():
+        raise RuntimeError(f"cross_entropy: input must be floating point (logits), got {input.dtype}")
+    if target.dtype not in (torch.int64, torch.uint8):
+        hint = (
+            "probability (soft) targets are not supported here; pass class indices"
+            if target.is_floating_point()
+            else "convert with target.long()"
+        )
+        raise RuntimeError(f"cross_entropy: target must hold class indices as torch.int64, got {target.dtype}; {hint}")
+    if input.dim() == 0:
+        raise RuntimeError("cross_entropy: input must have a class dimension, got a 0-d tensor")
+    expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
+    if target.shape != expected:
+        detail = (
+            f"the batch sizes differ ({input.shape[0]} vs {target.shape[0]})"
+            if input.dim() > 1 and target.dim() >= 1 and input.shape[0] != target.shape[0]
+            else "it must be the input's shape without the class dimension (dim 1)"
+        )
+        raise RuntimeError(
+            f"cross_entropy: input of shape {tuple(input.shape)} needs a target of shape {tuple(expected)}, "
+            f"got {tuple(target.shape)}: {detail}"
+        )
+    n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
+    if readable(target) and target.numel():
+        bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+        if bad.any():
+            where = _first_bad(bad)
+            raise IndexError(
+                f"cross_entropy: target value {target[where].item()} at index {where} is outside [0, {n_classes}) "
+                f"for input with {n_classes} classes; class indices must be 0..{n_classes - 1} "
+                f"(or ignore_index={ignore_index} to skip an element)"
+            )
+
+
+def cross_entropy_options(n_classes, weight, label_smoothing) -> None:
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if weight is not None and weight.shape != (n_classes,):
+        raise RuntimeError(f"cross_entropy: weight must have shape ({n_classes},), one per class, got {tuple(weight.shape)}")
+    no_grad_for("cross_entropy", "weight", weight)
+
+
+def probabilities(fn_name: str, input: torch.Tensor) -> None:
+    """Every value of ``input`` in [0, 1] (where values can be read)."""
+    if readable(input) and input.numel():
+        bad = ~((input >= 0) & (input <= 1))
+        if bad.any():
+            where = _first_bad(bad)
+            raise RuntimeError(
+                f"{fn_name}: input value {input[where].item()} at index {where} is not a probability in "
+                "[0, 1]; apply sigmoid first, or better, use binary_cross_entropy_with_logits on the logits"
+            )

@@ -1,0 +1,75 @@
+"""From a name and an implementation to a call of the right autograd Function.
+
+``nnbasics.functional`` checks and reshapes the arguments, then calls ``apply(name, impl,
+device, *args)``, which
+
+1. picks the Function: ``ops.<name>`` (impl="custom") or ``fused.<name>`` (impl="fused");
+   while ``torch.compile`` is tracing, its twin without ``jvp`` (``without_jvp``);
+2. casts the arguments the way ``torch.autocast`` casts the built-in op, then runs the
+   Function with autocast off.
+"""
+import torch
+
+from . import fused, ops
+
+IMPLS = ("custom", "fused")
+_MODULES = {"custom": ops, "fused": fused}
+
+
+def without_jvp(fn):
+    """The same Function minus its hand-written ``jvp``.
+
+    TorchDynamo refuses to trace a Function that defines ``jvp`` (forward-mode AD is not
+    supported under ``torch.compile``), so this twin is applied while compiling; eager code,
+    ``torch.func.jvp`` and ``gradcheck(check_forward_ad=True)`` use the original. The twins
+    are made here, at import: Dynamo cannot trace the making of a class.
+    """
+    return type(fn.__name__, (fn,), {"jvp": torch.autograd.Function.jvp, "__module__": fn.__module__})
+
+
+_COMPILABLE = {impl: {name: without_jvp(getattr(module, name)) for name in ops.__all__}
+               for impl, module in _MODULES.items()}
+
+
+def function(name: str, impl: str):
+    """The autograd Function called ``name`` in implementation ``impl``."""
+    if impl not in _MODULES:
+        raise ValueError(f"impl={impl!r} is not an implementation: use one of {IMPLS}")
+    if torch.compiler.is_compiling():
+        return _COMPILABLE[impl][name]
+    return getattr(_MODULES[impl], name)
+
+
+# How torch.autocast treats each built-in op, per device type (from PyTorch's autocast op
+# lists): "lower" runs in the autocast dtype, "fp32" in float32, None in the input's own dtype.
+_AUTOCAST = {
+    "Linear": {"cpu": "lower", "cuda": "lower", None: "lower"},
+    "Softmax": {"cuda": "fp32"},
+    "LogSoftmax": {"cuda": "fp32"},
+    "CrossEntropy": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
+    "MSELoss": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
+    "BinaryCrossEntropy": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
+    "BinaryCrossEntropyWithLogits": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
+}
+_AUTOCAST_ELIGIBLE = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def apply(name: str, impl: str, device: torch.device, *args):
+    """``Function.apply(*args)``, cast first as ``torch.autocast`` would cast the built-in op.
+
+    Inside the Function autocast is switched off: the hand-written math must run in the dtype
+    chosen here, not be re-cast op by op (under CUDA autocast ``torch.exp`` alone would run in
+    float32 and leak a float32 output).
+    """
+    fn = function(name, impl)
+    device_type = device.type
+    if not torch.is_autocast_enabled(device_type):
+        return fn.apply(*args)
+    policy = _AUTOCAST.get(name, {}).get(device_type, _AUTOCAST.get(name, {}).get(None))
+    if policy is not None:
+        dtype = torch.get_autocast_dtype(device_type) if policy == "lower" else torch.float32
+        args = tuple(
+            a.to(dtype) if isinstance(a, torch.Tensor) and a.dtype in _AUTOCAST_ELIGIBLE else a for a in args
+        )
+    with torch.autocast(device_type, enabled=False):
+        return fn.apply(*args)

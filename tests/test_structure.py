@@ -1,0 +1,87 @@
+"""The package's shape: imports point down (no circle, function-level imports included), no
+module past 400 lines, and the private torch functions nnbasics relies on still exist."""
+import ast
+from pathlib import Path
+
+import torch
+
+PACKAGE = Path(__file__).resolve().parent.parent / "nnbasics"
+MAX_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, name: str, modules: set) -> set:
+    """The nnbasics modules ``path`` imports, wherever in the file the import statement stands."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            base = f"{base}.{node.module}" if node.level and node.module else (base if node.level else node.module)
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in modules and t != name}
+    return found
+
+
+def _graph() -> dict:
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: _imports(path, name, set(paths)) for name, path in paths.items()}
+
+
+def _cycle(graph: dict):
+    """One import circle as a list of modules, or None."""
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt, stack + [nxt])):
+                return found
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def _is_parent_package(importer: str, imported: str) -> bool:
+    return importer.startswith(imported + ".")
+
+
+def test_no_import_circle():
+    # A submodule importing names from its own package's __init__ would be a circle; the
+    # package __init__ importing its submodules is how packages work, so that edge is kept
+    # and the reverse one (submodule -> its package) dropped only when it names a submodule.
+    graph = {m: {i for i in imports if not _is_parent_package(m, i)} for m, imports in _graph().items()}
+    assert _cycle(graph) is None, f"import circle: {' -> '.join(_cycle(graph))}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_past_400_lines():
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules past {MAX_LINES} lines: {long}"
+
+
+def test_private_torch_functions_still_exist():
+    """nnbasics/_torch_private.py falls back when they are gone; this says when that happens."""
+    assert callable(torch._C._has_storage)
+    assert callable(torch._C._functorch.is_functorch_wrapped_tensor)
