@@ -202,24 +202,6 @@ def _autocast(device: torch.device, amp: bool):
 
 # --------------------------------------------------------------------------- one step, one epoch
 
-def random_shift(x, max_shift: int, background: float, generator=None):
-    """Move each image of x (B, 784) by its own random (dy, dx) in [-max_shift, max_shift]².
-
-    The cheapest data augmentation there is, and the one an MLP needs most: it
-    has no notion of "the same stroke one pixel to the left". Pixels moved in
-    from outside the image get ``background`` (a blank pixel, normalised).
-    Draws 2·B integers from ``generator``.
-    """
-    if max_shift == 0:
-        return x
-    batch, side = x.shape[0], 28
-    padded = TF.pad(x.view(batch, side, side), (max_shift,) * 4, value=background)  # (B, 28+2s, 28+2s)
-    start = torch.randint(0, 2 * max_shift + 1, (2, batch, 1), generator=generator, device=x.device)
-    rows = start[0] + torch.arange(side, device=x.device)  # (B, 28): the rows of the padded image to keep
-    cols = start[1] + torch.arange(side, device=x.device)
-    return padded[torch.arange(batch, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]].view(batch, -1)
-
-
 def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
     """One SGD step on the batch x (B, 784), y (B,).
 
@@ -254,7 +236,7 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
     live = bar is not None and device.type == "cpu"  # a live loss is free only on the CPU (no GPU sync)
     for step, (x, y) in enumerate(nndata.batches(split, batch_size, mean=mean, std=std, shuffle=True,
                                                  generator=generator, drop_last=True, dtype=dtype)):
-        x = random_shift(x, shift, -mean / std, generator)
+        x = nndata.random_shift(x, shift, -mean / std, generator)
         loss, n_correct = train_step(model, optimizer, x, y, loss_fn, amp=amp)
         scheduler.step()
         loss_sum += loss * len(y)

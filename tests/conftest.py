@@ -37,3 +37,22 @@ def impl(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Full-size fake dataset: role -> uint8 tensor of the canonical shape.
+
+    Each image stores its own index in pixels [0, 0] and [0, 1] (i // 256, i % 256),
+    so tests can tell which examples ended up where.
+    """
+    g = torch.Generator().manual_seed(123)
+    arrays = {}
+    for split, n in (("train", 60000), ("test", 10000)):
+        images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+        ids = torch.arange(n)
+        images[:, 0, 0] = (ids // 256).to(torch.uint8)
+        images[:, 0, 1] = (ids % 256).to(torch.uint8)
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = (ids % 10).to(torch.uint8)
+    return arrays

