@@ -6,10 +6,12 @@
 - ``checker``: ``check_function``, the battery of checks any autograd Function can be put
   through (``docs/checker.md``), and ``assert_function_ok`` for pytest.
 """
+from .checker import Report, Result, assert_function_ok, check_function
+from .checks import CHECKS
 from .compare import Comparison, compare, tolerances
 from .registry import OPS, OPS_BY_NAME, SHAPES, OpInfo, Sample, ce_make, linear_make, run_both
 
 __all__ = [
-    "OPS", "OPS_BY_NAME", "SHAPES", "Comparison", "OpInfo", "Sample", "ce_make", "compare", "linear_make",
-    "run_both", "tolerances",
+    "CHECKS", "OPS", "OPS_BY_NAME", "SHAPES", "Comparison", "OpInfo", "Report", "Result", "Sample",
+    "assert_function_ok", "ce_make", "check_function", "compare", "linear_make", "run_both", "tolerances",
 ]
