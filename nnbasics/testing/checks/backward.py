@@ -36,8 +36,13 @@ def grad_layouts(t):
         a, b = t.make(), t.make()
         outs_a, outs_b = differentiable(outputs(t.run(a))), differentiable(outputs(t.run(b)))
         odd = [_layouts(o).get(kind, g) for o, g in zip(outs_a, random_like(outs_a))]
-        got = grads(outs_a, a.tensors, odd)
-        want = grads(outs_b, b.tensors, [g.contiguous() for g in odd])
+        plain = [g.contiguous().clone() for g in odd]  # before backward runs: it might write into odd
+        try:
+            got = grads(outs_a, a.tensors, odd)
+        except Exception as exc:  # noqa: BLE001 - failing only for this layout is the finding
+            problems.append(f"backward raised {describe(exc)} with a {kind} grad_output")
+            continue
+        want = grads(outs_b, b.tensors, plain)
         for i, x, y in zip(a.diff, got, want):
             c = compare(f"gradient of input {i}", x, y)
             if not c.close:

@@ -1,6 +1,7 @@
 """Are the derivatives right? First and second derivatives and the jvp against finite differences
 (``torch.autograd.gradcheck``, float64), and values and gradients against a reference."""
 import torch
+from torch.autograd.gradcheck import GradcheckError
 
 from ..compare import compare
 from ..target import Fail, Skip, custom_nodes, describe, differentiable, grads, outputs, random_like
@@ -12,15 +13,24 @@ def gradcheck(t):
     a = t.make(_FLOAT64)
     try:
         torch.autograd.gradcheck(t.differentiable_fn(a), a.tensors, raise_exception=True)
-    except torch.autograd.gradcheck.GradcheckError as exc:
+    except GradcheckError as exc:
         raise Fail(f"backward disagrees with finite differences ({describe(exc).split(': ', 1)[1].rstrip(',')}): "
                    "re-derive that input's gradient; backward must return grad_output times the derivative "
                    "(the chain rule), one gradient per forward input", str(exc)) from None
     return "first derivatives agree with finite differences (float64)"
 
 
+# The wrapper torch.autograd.function.once_differentiable puts around every backward it decorates.
+_ONCE_DIFFERENTIABLE = torch.autograd.function.once_differentiable(lambda ctx: None).__code__
+
+
 def gradgradcheck(t):
     a = t.make(_FLOAT64)
+    once = sorted({n._forward_cls.__qualname__ for n in custom_nodes(differentiable(outputs(t.run(a))))
+                   if getattr(n._forward_cls.backward, "__code__", None) is _ONCE_DIFFERENTIABLE})
+    if once:
+        raise Skip(f"{', '.join(once)}.backward is declared @once_differentiable: second derivatives (double "
+                   "backward, torch.func.hessian, gradient penalties) are unavailable")
     try:
         torch.autograd.gradgradcheck(t.differentiable_fn(a), a.tensors, raise_exception=True)
     except Exception as exc:  # noqa: BLE001 - sorted out below, by what the message says
@@ -28,10 +38,14 @@ def gradgradcheck(t):
         if "once_differentiable" in text:
             raise Skip("backward is declared @once_differentiable: second derivatives (double backward, "
                        "torch.func.hessian, gradient penalties) are unavailable") from None
-        if isinstance(exc, torch.autograd.gradcheck.GradcheckError):
+        if "in-place operation" in text:
+            raise Fail(f"backward cannot be differentiated: {describe(exc)}: it modifies grad_output or a saved "
+                       "tensor in place; compute new tensors instead", text) from None
+        if isinstance(exc, GradcheckError):
             raise Fail(f"second derivatives disagree with finite differences of backward ({describe(exc).split(': ', 1)[1]}): "
                        "backward must be built from differentiable torch ops on its inputs and saved tensors "
-                       "(no .detach(), .data, torch.no_grad or NumPy); or mark it @once_differentiable", text) from None
+                       "(no .detach(), .data, torch.no_grad, NumPy or in-place changes of grad_output), and first derivatives right "
+                       "(see gradcheck); or mark it @once_differentiable", text) from None
         if "does not require grad" in text:
             raise Fail(f"backward's result cannot be differentiated ({describe(exc)}): it is computed outside "
                        "autograd (.detach(), .data, torch.no_grad); use differentiable ops, or mark backward "
@@ -50,14 +64,14 @@ def _without_jvp(t):
 def forward_ad(t):
     missing = _without_jvp(t)
     if missing:
-        raise Skip(f"{', '.join(missing)} define(s) no jvp: forward-mode AD (torch.func.jvp, jacfwd, hessian, "
+        raise Skip(f"{', '.join(missing)} define{'s' if len(missing) == 1 else ''} no jvp: forward-mode AD (torch.func.jvp, jacfwd, hessian, "
                    "torch.autograd.forward_ad) is unavailable; to enable it, define jvp(ctx, *tangents) with "
                    "ctx.save_for_forward")
     a = t.make(_FLOAT64)
     try:
         torch.autograd.gradcheck(t.differentiable_fn(a), a.tensors, check_forward_ad=True, check_backward_ad=False,
                                  check_undefined_grad=False, check_batched_grad=False, raise_exception=True)
-    except torch.autograd.gradcheck.GradcheckError as exc:
+    except GradcheckError as exc:
         raise Fail(f"jvp disagrees with finite differences ({describe(exc).split(': ', 1)[1].rstrip(',')}): jvp must "
                    "return the derivative times the tangent (None tangent: that input is constant)", str(exc)) from None
     return "jvp agrees with finite differences (float64)"

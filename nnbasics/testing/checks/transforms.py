@@ -10,6 +10,7 @@ from ..target import Fail, custom_nodes, describe, differentiable, grads, output
 from .derivatives import _without_jvp
 
 _FUNC_HINTS = (
+    ("data-dependent", "no Python branching on tensor values inside the Function (use torch.where)"),
     ("setup_context", "split forward(ctx, *args) into forward(*args) and setup_context(ctx, inputs, output)"),
     ("vmap", "set generate_vmap_rule = True in the Function (or write its vmap staticmethod)"),
     ("saved", "save only inputs and outputs of forward (return an intermediate as an extra output, "
