@@ -101,7 +101,9 @@ def _unread_saved(t, k):
         floating = []
 
         def pack(x):
-            floating.append(x.is_floating_point())
+            same = [i for i, arg in enumerate(a.args) if isinstance(arg, torch.Tensor) and arg.shape == x.shape
+                    and arg.data_ptr() == x.data_ptr()]
+            floating.append((x.is_floating_point(), f"input {same[0]}" if same else f"a tensor of shape {tuple(x.shape)}"))
             return len(floating) - 1, x.detach()  # detached: no reference cycle through a saved output
 
         def unpack(packed):
@@ -115,9 +117,9 @@ def _unread_saved(t, k):
 
     floating, clean = run()
     unread = []
-    for s, is_float in enumerate(floating):
+    for s, (is_float, what) in enumerate(floating):
         if is_float and clean is not None and compare("", run(poison=s)[1], clean).exact:
-            unread.append(s)
+            unread.append((s, what))
     return unread
 
 
@@ -141,9 +143,9 @@ def needs_input_grad(t):
 
         probe(t, t.make(grad=[k]), visit)
         if not problems:
-            for s in _unread_saved(t, k):
-                problems.append(f"with only input {k} requiring grad, saved tensor #{s} is saved but its values are "
-                                "not used by that gradient: it is kept alive for nothing; save each tensor only "
+            for s, what in _unread_saved(t, k):
+                problems.append(f"with only input {k} requiring grad, saved tensor #{s} ({what}) is saved but its "
+                                "values are not read by that gradient: it is kept alive for nothing; save each tensor only "
                                 "when the gradient that reads it is needed (ctx.needs_input_grad in setup_context), "
                                 "and if only its shape is needed, save the shape")
     if problems:

@@ -79,7 +79,7 @@ def leak(t):
 
 
 def _snapshot(tensors):
-    return [(x, x.detach().clone(), x._version) for x in tensors]
+    return [(x, x.detach().clone(), x._version) for x in tensors if x is not None]
 
 
 def _changed(snapshot):

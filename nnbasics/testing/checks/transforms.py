@@ -99,6 +99,9 @@ def compile(t):  # noqa: A001 - the check's name
                        f"compiling, apply a twin without it: Twin = type('Twin', ({names.split(', ')[0]},), "
                        "{'jvp': torch.autograd.Function.jvp}) and `(Twin if torch.compiler.is_compiling() else "
                        f"{names.split(', ')[0]}).apply(...)` (nnbasics.functional does this)", text) from None
+        if "Observed exception" in text:
+            raise Fail(f"torch.compile(fullgraph=True) fails: {describe(exc)}: the Function raised while Dynamo traced "
+                       "it; make it run eagerly first (see the other checks' messages)", text) from None
         raise Fail(f"torch.compile(fullgraph=True) fails: {describe(exc)}; keep forward and backward traceable: no "
                    ".item(), .tolist(), NumPy, print or Python branching on tensor values (use torch.where)", text) from None
     eager_outs = outputs(t.run(eager))
