@@ -98,7 +98,7 @@ def _run(name, check, target, timeout) -> Result:
         message, status, detail = str(exc), "skip", ""
     except CheckTimeout as exc:
         message, status, detail = (f"{exc}: the function under test (or compiling it) did not finish; look for an "
-                                   "endless loop, or pass a larger timeout=", "")
+                                   "endless loop, or pass a larger timeout=", "fail", "")
     except Exception as exc:  # noqa: BLE001 - whatever the function under test raised is this check's finding
         message, status, detail = f"the function under test raised {describe(exc)}", "fail", str(exc)
     return Result(name, status, " ".join(message.split()), detail, round(time.perf_counter() - start, 3))
