@@ -197,9 +197,9 @@ def test_a_hanging_function_is_stopped_and_every_check_fails():
 
 # --------------------------------------------------------------------------- exercises and custom_op
 
-def _exercise(name):
-    path = REPO_ROOT / "docs" / "exercises" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"exercise_{name}", path)
+def _exercise(name, folder="exercises"):
+    path = REPO_ROOT / "docs" / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # Dynamo looks a Function's module up by name
     spec.loader.exec_module(module)
@@ -254,3 +254,14 @@ def test_custom_op_passes_opcheck_and_the_checker_shows_what_torch_func_lacks():
     report = check_function(sigmoid, _x(4, 5), reference=torch.sigmoid, **QUICK)
     # torch.func.grad cannot go through a custom_op's registered autograd (torch 2.13): a documented difference.
     assert report.failed == ["torch_func"] and "setup_context" in report.results["torch_func"].message, str(report)
+
+
+def test_the_worked_example_of_the_docs_goes_from_five_failures_to_none():
+    """docs/checker.md shows these two reports; the findings it walks through must stay true."""
+    first = _exercise("softplus_first_attempt", "examples")
+    report = check_function(first.Softplus, *first.sample_inputs(), reference=first.reference, **QUICK)
+    assert report.failed == ["gradgradcheck", "grad_layouts", "ctx_tensors", "mutation", "reference"], str(report)
+    assert "at large inputs" in report.results["reference"].message
+    fixed = _exercise("softplus", "examples")
+    report = check_function(fixed.Softplus, *fixed.sample_inputs(), reference=fixed.reference, **QUICK)
+    assert report.ok and [n for n, r in report.results.items() if r.status != "pass"] == ["forward_ad"], str(report)

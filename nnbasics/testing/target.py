@@ -29,7 +29,7 @@ class Skip(Exception):
 def describe(exc: BaseException) -> str:
     """'TypeError: first line of the message', for one-line reports."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+    return f"{type(exc).__name__}: {text[0].rstrip('.') if text else ''}".strip()
 
 
 def is_function_class(fn) -> bool:

@@ -11,7 +11,7 @@ from ..target import (Fail, describe, differentiable, expected_grads, function_n
 def _layouts(g: torch.Tensor) -> dict:
     """Upstream gradients holding the same kind of values as ``g`` in other memory layouts."""
     gen = torch.Generator().manual_seed(1)
-    found = {}
+    found = {}  # how the layout differs from a contiguous one -> the upstream gradient
 
     def rand(shape):
         return torch.randn(shape, generator=gen, dtype=torch.float64).to(g.device, g.dtype)
@@ -22,17 +22,17 @@ def _layouts(g: torch.Tensor) -> dict:
     if big:
         d = big[0]
         found["expanded (stride 0)"] = rand(g.shape[:d] + (1,) + g.shape[d + 1:]).expand(g.shape)
-    found["offset slice"] = rand((g.numel() + 3,))[2: 2 + g.numel()].view(g.shape)
+    found["sliced (storage offset)"] = rand((g.numel() + 3,))[2: 2 + g.numel()].view(g.shape)
     if g.dim() >= 1:
         wider = rand(g.shape[:-1] + (g.shape[-1] + 2,))
-        found["strided slice"] = wider[..., 1:-1]
+        found["sliced (gaps between rows)"] = wider[..., 1:-1]
     return found
 
 
 def grad_layouts(t):
     probe_outs = differentiable(outputs(t.run(t.make())))
     problems = []
-    for kind in {k for o in probe_outs for k in _layouts(o)}:
+    for kind in sorted({k for o in probe_outs for k in _layouts(o)}):
         a, b = t.make(), t.make()
         outs_a, outs_b = differentiable(outputs(t.run(a))), differentiable(outputs(t.run(b)))
         odd = [_layouts(o).get(kind, g) for o, g in zip(outs_a, random_like(outs_a))]
@@ -40,18 +40,19 @@ def grad_layouts(t):
         try:
             got = grads(outs_a, a.tensors, odd)
         except Exception as exc:  # noqa: BLE001 - failing only for this layout is the finding
-            problems.append(f"backward raised {describe(exc)} with a {kind} grad_output")
+            problems.append(f"for a grad_output {kind}, backward raised {describe(exc)}")
             continue
         want = grads(outs_b, b.tensors, plain)
         for i, x, y in zip(a.diff, got, want):
             c = compare(f"gradient of input {i}", x, y)
             if not c.close:
-                problems.append(f"{c.name} with a {kind} grad_output (max |diff| {c.max_abs_diff:.1e})")
+                problems.append(f"{c.name} for a grad_output {kind} (max |diff| {c.max_abs_diff:.1e})")
     if problems:
-        raise Fail(f"backward depends on grad_output's memory layout: {'; '.join(sorted(problems)[:3])} differs from "
-                   "the contiguous case: use grad_output through torch ops only (no .view on its strides, "
-                   "as_strided, data_ptr or storage arithmetic); call .contiguous() first if a kernel needs it")
-    return "the same gradients for transposed, expanded, offset and strided grad_output as for a contiguous one"
+        raise Fail(f"backward depends on grad_output's memory layout (compared with a contiguous grad_output of the "
+                   f"same values): {'; '.join(sorted(problems)[:3])}: use grad_output through torch ops only (no "
+                   "as_strided, .view on assumed strides, data_ptr or storage arithmetic, no writing into it); "
+                   "call .contiguous() first if a kernel needs it")
+    return "the same gradients for a transposed, expanded (stride 0) or sliced grad_output as for a contiguous one"
 
 
 def _meta(x) -> str:
