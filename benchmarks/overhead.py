@@ -1,7 +1,7 @@
 """What wrapping an op costs per call: a built-in op, the same kernels in a torch.autograd.Function,
 and the same kernels in a torch.library.custom_op, side by side.
 
-    python -m benchmarks.overhead [--sizes 1,65536] [--json F] [--markdown F] [--quick]
+    python -m benchmarks.overhead [--sizes 1,65536] [--threads 1] [--json F] [--markdown F] [--quick]
 
 All three compute sigmoid with the same two ATen kernels (``torch.sigmoid`` forward,
 ``aten.sigmoid_backward`` backward), so any difference is the wrapper's: Python around forward
@@ -104,12 +104,17 @@ def main(argv=None):
     p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per timed block (default: 0.2)")
     p.add_argument("--json", metavar="FILE", help="write header and rows as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1: per-call overhead is "
+                   "single-threaded, and on a busy machine extra threads only add waits at their barrier)")
     p.add_argument("--quick", action="store_true", help="one size, short blocks: checks that it runs (numbers mean nothing)")
     args = p.parse_args(argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
         p.error(f"--sizes {args.sizes}: expected comma-separated integers, e.g. 1,65536")
+    if args.threads < 1:
+        p.error(f"--threads {args.threads}: must be at least 1")
+    torch.set_num_threads(args.threads)
     if args.quick:
         sizes, args.rounds, args.min_run_time = sizes[:1], 1, 0.01
     header = common.environment(torch.device("cpu"), torch.float32, "python -m benchmarks.overhead", argv)
