@@ -152,5 +152,5 @@ def needs_input_grad(t):
     if problems:
         raise Fail("; ".join(list(dict.fromkeys(problems))[:2]))
     if len(t.diff) == 1:
-        return "backward returns None for every input that needs no gradient"
+        return "backward returns None for every input that needs no gradient, and reads every tensor it saves"
     return "with any one input requiring grad, backward returns None for the others and saves only what it reads"

@@ -18,7 +18,10 @@ _FUNC_HINTS = (
 )
 
 
-def _func_fix(text: str) -> str:
+def _func_fix(t, text: str) -> str:
+    if type(t.fn).__name__ == "CustomOpDef":  # torch.library.custom_op: its autograd is not torch.func's
+        return ("a torch.library.custom_op's register_autograd does not support this torch.func transform in this "
+                "torch version; write the op as an autograd.Function (setup_context, generate_vmap_rule) for torch.func")
     for key, fix in _FUNC_HINTS:
         if key in text:
             return fix
@@ -64,7 +67,7 @@ def torch_func(t):
             primal, _ = torch.func.jvp(f, xs, tuple(torch.ones_like(x) for x in xs))
             _close("jvp primal output", primal, f(*xs), problems)
     except Exception as exc:  # noqa: BLE001 - what the transform said is the finding
-        raise Fail(f"torch.func.{step} fails: {describe(exc)}; {_func_fix(str(exc))}", str(exc)) from None
+        raise Fail(f"torch.func.{step} fails: {describe(exc)}; {_func_fix(t, str(exc))}", str(exc)) from None
     if problems:
         raise Fail(f"{'; '.join(problems[:3])}: the vmap rule or backward behaves differently under torch.func; "
                    "write backward with batch-agnostic torch ops (no .item(), shape arithmetic on dim 0, or in-place "
