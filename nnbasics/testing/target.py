@@ -189,10 +189,15 @@ def expected_grads(node) -> list:
 
 
 def upstream(node, grad_outputs) -> list:
-    """``grad_outputs`` as the node's backward receives them: absent ones materialized as zeros."""
-    meta = node._input_metadata
-    return [torch.zeros(tuple(m.shape), dtype=m.dtype, device=m.device) if g is None and i < len(meta) else g
-            for i, (g, m) in enumerate(zip(grad_outputs, list(meta) + [None] * len(grad_outputs)))]
+    """``grad_outputs`` as the node's backward receives them: absent ones (e.g. of a non-differentiable
+    output) materialized as zeros of that output's shape, as autograd does by default."""
+    meta = list(node._input_metadata)
+    found = []
+    for i, g in enumerate(grad_outputs):
+        if g is None and i < len(meta):
+            g = torch.zeros(tuple(meta[i].shape), dtype=meta[i].dtype, device=meta[i].device)
+        found.append(g)
+    return found
 
 
 def probe(target: Target, a: Args, visit, grad_outs=None):

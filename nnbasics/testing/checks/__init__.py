@@ -3,7 +3,7 @@ established, or raises ``Fail`` / ``Skip`` (``nnbasics.testing.target``). ``docs
 from .backward import grad_layouts, grad_metadata, needs_input_grad
 from .derivatives import forward_ad, gradcheck, gradgradcheck, reference
 from .state import ctx_tensors, leak, mutation
-from .transforms import compile, torch_func
+from .transforms import torch_compile, torch_func
 
 CHECKS = {
     "gradcheck": gradcheck,
@@ -16,6 +16,6 @@ CHECKS = {
     "ctx_tensors": ctx_tensors,
     "leak": leak,
     "mutation": mutation,
-    "compile": compile,
+    "compile": torch_compile,
     "reference": reference,
 }

@@ -85,7 +85,7 @@ def _fresh(call):
     return types.FunctionType(code, compiled_call.__globals__, "compiled_call", None, compiled_call.__closure__)
 
 
-def compile(t):  # noqa: A001 - the check's name
+def torch_compile(t):
     jvp_classes = {n._forward_cls.__qualname__ for n in custom_nodes(differentiable(outputs(t.run(t.make()))))
                    if n._forward_cls.jvp is not torch.autograd.Function.jvp}
     compiled = torch.compile(_fresh(t.call), fullgraph=True, backend=t.compile_backend, dynamic=False)
