@@ -46,8 +46,8 @@ def _leftovers(t, backward: bool):
     refs += [(f"{function_name(n)}'s ctx (and what it saved)", weakref.ref(n)) for n in custom_nodes(outs)]
     if backward:
         diff = differentiable(outs)
-        got = grads(diff, a.tensors, random_like(diff))
-        del diff, got
+        grads(diff, a.tensors, random_like(diff))  # the gradients are dropped at once, as the outputs next
+        del diff
     del outs
     alive = [name for name, r in refs if r() is not None]
     if not alive:
