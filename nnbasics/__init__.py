@@ -3,8 +3,10 @@
 - ``nnbasics.ops``: one ``torch.autograd.Function`` per op, its math in its docstring.
 - ``nnbasics.functional`` / ``nnbasics.nn``: drop-in twins of ``torch.nn.functional`` / ``torch.nn``.
 - ``nnbasics.fused``: the same formulas, compiled into fused kernels (``impl="fused"``).
-- ``nnbasics.testing``: the op registry and ``compare``, used by the tests and benchmarks.
-- ``python -m nnbasics.train``: an MLP on MNIST; ``python -m nnbasics.check``: every op against PyTorch.
+- ``nnbasics.testing``: the op registry and ``compare``, used by the tests and benchmarks; and
+  ``check_function``, which puts any autograd Function through every check (``docs/checker.md``).
+- ``python -m nnbasics.train``: an MLP on MNIST; ``python -m nnbasics.check``: every op against PyTorch,
+  or ``python -m nnbasics.check FILE.py:NAME``: your own Function through every check.
 """
 from . import functional, nn
 

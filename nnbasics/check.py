@@ -1,41 +1,167 @@
-"""Check every hand-written op against PyTorch yourself, and see the differences.
+"""Check autograd Functions from the command line: your own, or nnbasics' ops against PyTorch.
 
+    python -m nnbasics.check path/to/file.py:MyFunction [--shapes 4x5 5] [--json]
+    python -m nnbasics.check package.module:MyFunction
     python -m nnbasics.check [--dtype float64|float32|bfloat16] [--device cpu|cuda] [--impl custom|fused] [--op NAME]
 
-For each op of the registry and each of its sample inputs, runs the hand-written op and its
-``torch.nn.functional`` twin on the same inputs and upstream gradient and prints, for the output
-and every input gradient, whether they are exactly equal, equal within tolerance, and the largest
-absolute difference; then runs ``torch.autograd.gradcheck`` (first derivatives against finite
-differences, float64). Exits non-zero if anything disagrees.
+With a target: puts it through every check of ``nnbasics.testing.check_function`` and prints one line
+per check (``--json``: the report as JSON). The sample inputs come from the target's module: a
+function ``sample_inputs()`` returning the arguments (a tuple, or one tensor), or a tuple
+``SAMPLE_INPUTS``; a function ``reference`` (the same computation with built-in ops), if defined, is
+compared with. ``--shapes 4x5 5`` instead makes one random tensor per shape, each requiring grad.
+Exit status: 0 when no check fails, 1 when one does, 2 for a target or flag that cannot work.
+
+Without a target: for each op of the registry and each of its sample inputs, runs the hand-written
+op and its ``torch.nn.functional`` twin on the same inputs and upstream gradient and prints, for the
+output and every input gradient, whether they are exactly equal, equal within tolerance, and the
+largest absolute difference; then runs ``torch.autograd.gradcheck``. Exits 1 if anything disagrees.
 """
-import argparse
+import importlib
+import importlib.util
+import json
+import pathlib
 import sys
 
 import torch
 
-from .testing import OPS, compare, run_both
+from .cli import ConfigError, Parser, resolve_device
+from .testing import CHECKS, OPS, check_function, compare, run_both
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m nnbasics.check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of the parity comparison (default: float64)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--impl", choices=["custom", "fused"], default="custom", help="which hand-written implementation (default: custom)")
-    parser.add_argument("--op", action="append", help="only this op (repeatable); default: all")
-    parser.add_argument("--verbose", "-v", action="store_true", help="print every comparison, not one line per op")
+    parser = Parser(prog="python -m nnbasics.check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", nargs="?", help="FILE.py:NAME or package.module:NAME: an autograd.Function subclass "
+                        "or a function built on Functions; omit it to check nnbasics' own ops against PyTorch")
+    parser.add_argument("--shapes", nargs="+", metavar="SHAPE", help="with a target: one random input per shape "
+                        "(4x5, 5, ...), each requiring grad, instead of the module's sample inputs")
+    parser.add_argument("--reference", metavar="NAME", help="with a target: the module's function to compare with "
+                        "(default: its `reference`, if any)")
+    parser.add_argument("--checks", metavar="A,B", help=f"with a target: only these checks (default: all of {', '.join(CHECKS)})")
+    parser.add_argument("--json", action="store_true", help="with a target: print the report as JSON")
+    parser.add_argument("--compile-backend", default="inductor", help="with a target: torch.compile's backend for the "
+                        "compile check (default: inductor; aot_eager is quicker)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="with a target: seconds per check (default: 120)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of --shapes inputs, or of the op "
+                        "parity comparison without a target (default: float64)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    parser.add_argument("--impl", choices=["custom", "fused"], default="custom", help="without a target: which "
+                        "hand-written implementation (default: custom)")
+    parser.add_argument("--op", action="append", help="without a target: only this op (repeatable); default: all")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print every comparison (without a target), "
+                        "or each failure's full text (with one)")
     args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if args.target is None:
+        return check_ops(parser, args, device)
+    return check_target(parser, args, device)
+
+
+# --------------------------------------------------------------------------- a Function of yours
+
+class TargetError(ValueError):
+    """A target, or its sample inputs, that cannot be checked; the message names the bad value."""
+
+
+def load(spec: str):
+    """(the object named by 'FILE.py:NAME' or 'package.module:NAME', its module)."""
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name:
+        raise TargetError(f"target {spec!r}: expected FILE.py:NAME or package.module:NAME")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = pathlib.Path(where)
+        if not path.is_file():
+            raise TargetError(f"target {spec!r}: no such file {where}")
+        sys.path.insert(0, str(path.resolve().parent))  # so that the file can import its neighbours
+        module_name = f"_nnbasics_check_{path.stem}"
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module  # dataclasses, pickling and torch.compile look modules up by name
+        run_module = lambda: loader.loader.exec_module(module)  # noqa: E731
+    else:
+        module = None
+        run_module = lambda: importlib.import_module(where)  # noqa: E731
+    try:
+        module = run_module() or module
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raised, named in one line
+        raise TargetError(f"target {spec!r}: importing {where} raised {type(exc).__name__}: {exc}") from None
+    if not hasattr(module, name):
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, torch.autograd.Function)
+                       and v.__module__ == module.__name__)
+        raise TargetError(f"target {spec!r}: {where} defines no {name}" + (f"; its Functions: {', '.join(found)}" if found else ""))
+    obj = getattr(module, name)
+    if not callable(obj):
+        raise TargetError(f"target {spec!r}: {name} is a {type(obj).__name__}, not an autograd.Function or a function")
+    return obj, module
+
+
+def parse_shape(text: str) -> tuple:
+    try:
+        shape = tuple(int(n) for n in text.lower().split("x")) if text not in ("", "()") else ()
+    except ValueError:
+        raise TargetError(f"--shapes {text}: a shape is sizes joined by x, e.g. 4x5 or 5") from None
+    if any(n < 0 for n in shape):
+        raise TargetError(f"--shapes {text}: sizes cannot be negative")
+    return shape
+
+
+def sample_inputs(module, spec: str, shapes, dtype, device) -> tuple:
+    if shapes:
+        return tuple(torch.randn(parse_shape(s), dtype=dtype, device=device, requires_grad=True) for s in shapes)
+    source = getattr(module, "sample_inputs", getattr(module, "SAMPLE_INPUTS", None))
+    if source is None:
+        raise TargetError(f"target {spec!r}: its module defines neither sample_inputs() nor SAMPLE_INPUTS; add one "
+                          "(returning the arguments, tensors to differentiate with requires_grad=True) or pass --shapes 4x5")
+    try:
+        inputs = source() if callable(source) else source
+    except Exception as exc:  # noqa: BLE001 - the user's function, named in one line
+        raise TargetError(f"target {spec!r}: sample_inputs() raised {type(exc).__name__}: {exc}") from None
+    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    return tuple(a.detach().to(device).requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in inputs)
+
+
+def check_target(parser, args, device) -> int:
+    try:
+        fn, module = load(args.target)
+        reference = getattr(module, args.reference or "reference", None)
+        if args.reference and not callable(reference):
+            raise TargetError(f"--reference {args.reference}: {module.__name__} defines no function {args.reference}")
+        inputs = sample_inputs(module, args.target, args.shapes, DTYPES[args.dtype], device)
+        checks = None
+        if args.checks:
+            checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+            unknown = [c for c in checks if c not in CHECKS]
+            if unknown:
+                raise TargetError(f"--checks {args.checks}: unknown {', '.join(unknown)}; choose from {', '.join(CHECKS)}")
+        report = check_function(fn, *inputs, reference=reference if callable(reference) else None, checks=checks,
+                                timeout=args.timeout, compile_backend=args.compile_backend)
+    except (TargetError, ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report)
+        if args.verbose:
+            for r in report.results.values():
+                if r.status == "fail" and r.detail:
+                    print(f"\n--- {r.name}\n{r.detail}")
+    return 0 if report.ok else 1
+
+
+# --------------------------------------------------------------------------- nnbasics' own ops
+
+def check_ops(parser, args, device) -> int:
     ops = [op for op in OPS if not args.op or op.name in args.op]
     if not ops:
         parser.error(f"--op {args.op}: unknown; choose from {[op.name for op in OPS]}")
-
     bad = 0
     for op in ops:
         worst, n, failures = 0.0, 0, []
-        for sample in op.samples(args.device, DTYPES[args.dtype], True):
+        for sample in op.samples(device, DTYPES[args.dtype], True):
             for name, mine, ref in run_both(op, sample, args.impl):
                 r = compare(f"{op.name}[{sample.desc}] {name}", mine, ref)
                 n += 1
@@ -44,13 +170,13 @@ def main(argv=None):
                     print(r)
                 if not r.close:
                     failures.append(r)
-        grad_ok = _gradcheck(op, args.device, args.impl)
+        grad_ok = _gradcheck(op, device, args.impl)
         status = "ok" if not failures and grad_ok else "MISMATCH"
         print(f"{op.name:<34} {n:>4} comparisons  max|diff| vs torch: {worst:.1e}  gradcheck: {'pass' if grad_ok else 'FAIL'}  {status}")
         for r in failures:
             print("   ", r)
         bad += status != "ok"
-    print(f"{len(ops) - bad} of {len(ops)} ops agree with PyTorch ({args.dtype}, {args.device}, impl={args.impl})")
+    print(f"{len(ops) - bad} of {len(ops)} ops agree with PyTorch ({args.dtype}, {device.type}, impl={args.impl})")
     return 1 if bad else 0
 
 

@@ -146,3 +146,16 @@ def test_memory_benchmark_ranks_the_cross_entropy_variants(device, tmp_path):
     assert peaks["fused_"] < peaks["fused"] < peaks["builtin"]
     losses = [r["loss"] for r in report["results"]]
     assert max(losses) - min(losses) < 1e-4  # the same loss, whichever variant computed it
+
+
+def test_overhead_benchmark_runs_and_writes_every_variant_and_mode(tmp_path):
+    """benchmarks.overhead --quick: a built-in op, an autograd.Function and a custom_op, every mode."""
+    from benchmarks import overhead
+
+    assert overhead.main(["--quick", "--json", str(tmp_path / "o.json"), "--markdown", str(tmp_path / "o.md")]) == 0
+    report = json.loads((tmp_path / "o.json").read_text())
+    assert report["header"]["command"].startswith("python -m benchmarks.overhead --quick")
+    assert [row["mode"] for row in report["rows"]] == list(overhead.MODES)
+    for row in report["rows"]:
+        assert all(row[f"{name} s"] > 0 for name in overhead.VARIANTS)
+    assert "custom_op − built-in" in (tmp_path / "o.md").read_text()

@@ -1,7 +1,15 @@
-"""python -m nnbasics.check: the user-facing comparison with PyTorch."""
+"""python -m nnbasics.check: the user-facing comparison with PyTorch, and the checker of anyone's Function."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
 from nnbasics import check, testing
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_check_passes_for_the_real_ops(capsys):
@@ -19,3 +27,96 @@ def test_check_catches_a_wrong_backward(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "MISMATCH" in out and "gradcheck: FAIL" in out
     assert testing.compare("x", torch.ones(2), torch.ones(2)).exact
+
+
+# --------------------------------------------------------------------------- python -m nnbasics.check FILE.py:NAME
+
+GOOD = '''
+import torch
+
+
+class Cube(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x ** 3
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (x,) = ctx.saved_tensors
+        return grad_y * {factor} * x ** 2
+
+
+def sample_inputs():
+    return (torch.randn(3, 4, dtype=torch.float64, requires_grad=True),)
+
+
+def reference(x):
+    return x ** 3
+'''
+
+
+def _file(tmp_path, factor=3, name="cube.py", text=None):
+    path = tmp_path / name
+    path.write_text(GOOD.format(factor=factor) if text is None else text)
+    return path
+
+
+def _run(capsys, *argv):
+    code = check.main(["--compile-backend", "aot_eager", *argv])
+    return code, capsys.readouterr()
+
+
+def test_a_function_from_a_file_is_checked_and_passes(tmp_path, capsys):
+    code, out = _run(capsys, f"{_file(tmp_path)}:Cube")
+    assert code == 0, out.out
+    assert out.out.startswith("check_function(Cube): 11 passed, 0 failed, 1 skipped")
+
+
+def test_a_broken_function_exits_1_and_says_which_check(tmp_path, capsys):
+    code, out = _run(capsys, f"{_file(tmp_path, factor=2)}:Cube", "--checks", "gradcheck,reference", "-v")
+    assert code == 1
+    assert "FAIL  gradcheck" in out.out and "FAIL  reference" in out.out and "--- gradcheck" in out.out
+
+
+def test_json_report_and_shapes_from_the_command_line(tmp_path, capsys):
+    code, out = _run(capsys, "nnbasics.ops:Sigmoid", "--shapes", "4x5", "--checks", "gradcheck,grad_metadata", "--json")
+    report = json.loads(out.out)
+    assert code == 0 and report["ok"] and report["target"] == "Sigmoid"
+    assert [r["name"] for r in report["results"]] == ["gradcheck", "grad_metadata"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nocolon"], "target 'nocolon': expected FILE.py:NAME or package.module:NAME"),
+    (["missing.py:F"], "no such file missing.py"),
+    (["{file}:Square"], "defines no Square; its Functions: Cube"),
+    (["{broken}:F"], "importing"),
+    (["{bare}:Cube"], "defines neither sample_inputs() nor SAMPLE_INPUTS"),
+    (["{file}:Cube", "--shapes", "4xa"], "--shapes 4xa: a shape is sizes joined by x"),
+    (["{file}:Cube", "--checks", "gradchek"], "--checks gradchek: unknown gradchek"),
+    (["{file}:Cube", "--reference", "nope"], "--reference nope"),
+    (["{file}:torch"], "torch is a module"),
+    (["nnbasics.nosuchmodule:F"], "importing nnbasics.nosuchmodule raised ModuleNotFoundError"),
+])
+def test_a_bad_target_exits_2_with_one_line_naming_it(tmp_path, capsys, argv, message):
+    paths = {"file": _file(tmp_path), "broken": _file(tmp_path, name="broken.py", text="import nosuchthing\n"),
+             "bare": _file(tmp_path, name="bare.py", text=GOOD.split("def sample_inputs")[0].format(factor=3))}
+    argv = [a.format(**paths) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        check.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_module_entry_point_exit_status(tmp_path):
+    """The real command line: exit status 1 for a failing check, as a shell script sees it."""
+    result = subprocess.run([sys.executable, "-m", "nnbasics.check", f"{_file(tmp_path, factor=2)}:Cube",
+                             "--checks", "gradcheck"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "FAIL  gradcheck" in result.stdout

@@ -1,0 +1,42 @@
+"""Exercise: the backward of a linear layer.
+
+    forward:   Y = X Wᵀ + b          X (N, in), W (out, in), b (out,)  →  Y (N, out)
+    backward:  given G = dL/dY (N, out), return dL/dX (N, in), dL/dW (out, in), dL/db (out,)
+
+Each gradient has exactly its input's shape. Compute only those ``ctx.needs_input_grad`` asks
+for (None for the others): the checker's needs_input_grad check looks. And save only what the
+requested gradients read: dL/dX needs W, dL/dW needs X (setup_context does this already).
+
+    python -m nnbasics.check docs/exercises/linear.py:Linear
+
+The answer is ``nnbasics/ops/linear.py``.
+"""
+import torch
+
+
+class Linear(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, weight, bias):
+        return torch.addmm(bias, x, weight.t())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias = inputs
+        needs_x, needs_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs_w else None, weight if needs_x else None)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        raise NotImplementedError("write Linear.backward: return (dL/dX, dL/dW, dL/db), None where not needed")
+
+
+def sample_inputs():
+    def t(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    return t(4, 5), t(3, 5), t(3)
+
+
+reference = torch.nn.functional.linear

@@ -1,0 +1,36 @@
+"""Exercise: the backward of tanh.
+
+    forward:   y = tanh(x) = (e^x - e^(-x)) / (e^x + e^(-x))
+    backward:  grad_x = grad_y · dy/dx            what is dy/dx, written with y alone?
+
+setup_context saves the output y. Write ``backward``, then check it:
+
+    python -m nnbasics.check docs/exercises/tanh.py:Tanh
+
+The answer is ``nnbasics/ops/tanh.py``.
+"""
+import torch
+
+
+class Tanh(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (y,) = ctx.saved_tensors
+        raise NotImplementedError("write Tanh.backward: return grad_y times dy/dx, written with y")
+
+
+def sample_inputs():
+    return (torch.randn(4, 5, dtype=torch.float64, requires_grad=True),)
+
+
+reference = torch.tanh

@@ -1,0 +1,125 @@
+"""Does the Function keep and change only what autograd knows about? No tensor hidden on ``ctx``; outputs
+and saved tensors freed as soon as the user drops them; no input, ``grad_output`` or saved tensor
+modified behind autograd's back."""
+import gc
+import weakref
+
+import torch
+
+from ..target import Fail, Skip, custom_nodes, describe, differentiable, function_name, grads, outputs, probe, random_like, same_values
+
+
+def _tensors_in(value, depth=0):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 3 and isinstance(value, (list, tuple, set)):
+        for v in value:
+            yield from _tensors_in(v, depth + 1)
+    elif depth < 3 and isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors_in(v, depth + 1)
+
+
+def ctx_tensors(t):
+    nodes = custom_nodes(differentiable(outputs(t.run(t.make()))))
+    if not nodes:
+        raise Skip("no autograd.Function in the graph of the outputs: no ctx to look at")
+    found = []
+    for node in nodes:
+        for attr, value in vars(node).items():
+            for x in _tensors_in(value):
+                found.append(f"{function_name(node)} keeps ctx.{attr} (a tensor of shape {tuple(x.shape)})")
+                break
+    if found:
+        raise Fail(f"{'; '.join(dict.fromkeys(found))} as an attribute: saved-tensor hooks (checkpointing, "
+                   "offloading) never see it, autograd cannot tell when it is modified in place, and an output "
+                   "kept so makes a reference cycle; save tensors with ctx.save_for_backward (and "
+                   "ctx.save_for_forward for jvp), keep only non-tensors (sizes, flags) on ctx")
+    return "no tensor kept as an attribute of ctx"
+
+
+def _leftovers(t, backward: bool):
+    """What is still alive once the user dropped the outputs: (names alive at once, names alive after gc.collect())."""
+    a = t.make()
+    outs = outputs(t.run(a))
+    refs = [(f"output {i}", weakref.ref(o)) for i, o in enumerate(outs) if not any(o is x for x in a.args)]
+    refs += [(f"{function_name(n)}'s ctx (and what it saved)", weakref.ref(n)) for n in custom_nodes(outs)]
+    if backward:
+        diff = differentiable(outs)
+        grads(diff, a.tensors, random_like(diff))  # the gradients are dropped at once, as the outputs next
+        del diff
+    del outs
+    alive = [name for name, r in refs if r() is not None]
+    if not alive:
+        return [], []
+    gc.collect()
+    return alive, [name for name, r in refs if r() is not None]
+
+
+def leak(t):
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()  # so that only reference counting frees anything until we ask
+    try:
+        for backward in (False, True):
+            alive, still = _leftovers(t, backward)
+            when = "after a backward pass" if backward else "after forward"
+            if still:
+                raise Fail(f"{', '.join(still)} stay(s) alive {when} once the caller dropped the outputs, even after "
+                           "gc.collect(): something keeps a reference (a global cache, a list, a class attribute); "
+                           "keep no outputs or ctx beyond the call")
+            if alive:
+                raise Fail(f"{', '.join(alive)} {when} are freed only by the cyclic garbage collector, not when the "
+                           "caller drops the outputs: a reference cycle (typically ctx.y = y for an output y, or a "
+                           "closure on ctx); save outputs with ctx.save_for_backward(y) instead")
+    finally:
+        if enabled:
+            gc.enable()
+    return "outputs and ctx freed by reference counting as soon as the outputs are dropped (after forward and after backward)"
+
+
+def _snapshot(tensors):
+    return [(x, x.detach().clone(), x._version) for x in tensors if x is not None]
+
+
+def _changed(snapshot):
+    return [i for i, (x, before, version) in enumerate(snapshot)
+            if x._version != version or not same_values(x.detach(), before)]
+
+
+def mutation(t):
+    problems = []
+    a = t.make(nonleaf=True)
+    given = [x for x in list(a.args) + list(a.kwargs.values()) if isinstance(x, torch.Tensor)]
+    snap = _snapshot(given)
+    outs = outputs(t.run(a))
+    for i in _changed(snap):
+        if not any(o is given[i] for o in outs):
+            problems.append(f"forward modified input {i} in place without ctx.mark_dirty: gradients computed from it "
+                            "are wrong and the caller's tensor changed; work on a copy, or ctx.mark_dirty(x) and "
+                            "return x")
+
+    def visit(node, grad_outputs):
+        name = function_name(node)
+        upstream = [g.clone() if isinstance(g, torch.Tensor) else g for g in grad_outputs]
+        ups = _snapshot([g for g in upstream if isinstance(g, torch.Tensor)])
+        try:
+            saved = _snapshot(node.saved_tensors)
+            node.apply(*upstream)
+        except Exception as exc:  # noqa: BLE001 - the Function's own error is the finding
+            problems.append(f"{name}.backward raised {describe(exc)}")
+            return
+        for i in _changed(ups):
+            problems.append(f"{name}.backward modified grad_output {i} in place: autograd may hand the same buffer to "
+                            "other nodes, whose gradients then change; compute a new tensor (grad * d, not grad.mul_(d))")
+        for i in _changed(saved):
+            problems.append(f"{name}.backward modified saved tensor #{i} in place: it is the caller's input or "
+                            "output (or needed by a second backward); compute out of place")
+
+    try:
+        probe(t, t.make(nonleaf=True), visit)
+    except Skip:
+        pass
+    if problems:
+        raise Fail("; ".join(dict.fromkeys(problems)))
+    return "forward leaves its inputs, backward its grad_output and saved tensors untouched"

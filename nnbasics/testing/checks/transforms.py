@@ -1,0 +1,120 @@
+"""Does the Function compose? ``torch.func`` (vmap, grad, vmap of grad, jvp) and ``torch.compile``
+(one graph, the same values and gradients as eager)."""
+import types
+
+import torch
+import torch.func
+
+from ..compare import compare
+from ..target import Fail, custom_nodes, describe, differentiable, grads, outputs, random_like
+from .derivatives import _without_jvp
+
+_FUNC_HINTS = (
+    ("data-dependent", "no Python branching on tensor values inside the Function (use torch.where)"),
+    ("setup_context", "split forward(ctx, *args) into forward(*args) and setup_context(ctx, inputs, output)"),
+    ("vmap", "set generate_vmap_rule = True in the Function (or write its vmap staticmethod)"),
+    ("saved", "save only inputs and outputs of forward (return an intermediate as an extra output, "
+              "marked non-differentiable, to save it)"),
+)
+
+
+def _func_fix(t, text: str) -> str:
+    if type(t.fn).__name__ == "CustomOpDef":  # torch.library.custom_op: its autograd is not torch.func's
+        return ("a torch.library.custom_op's register_autograd does not support this torch.func transform in this "
+                "torch version; write the op as an autograd.Function (setup_context, generate_vmap_rule) for torch.func")
+    for key, fix in _FUNC_HINTS:
+        if key in text:
+            return fix
+    return "keep forward and backward free of .item(), .tolist(), NumPy and in-place changes of inputs"
+
+
+def _close(what, got, want, problems):
+    for i, (x, y) in enumerate(zip(got, want)):
+        c = compare(f"{what} {i}", x, y)
+        if not c.close:
+            problems.append(f"{c.name} differs from plain autograd's (max |diff| {c.max_abs_diff:.1e})")
+
+
+def torch_func(t):
+    a = t.make(torch.float64, grad=[])
+    a.diff = list(t.diff)  # the same positions, as plain tensors: torch.func differentiates them itself
+    f = t.differentiable_fn(a)
+    xs = tuple(x.detach() for x in a.tensors)
+    batch = tuple(torch.stack([x, x * 0.5 + 0.25]) for x in xs)
+    weights = random_like(f(*xs))
+
+    def scalar(*ys):
+        return sum((o * w).sum() for o, w in zip(f(*ys), weights))
+
+    def autograd_grad(*ys):
+        ys = [y.detach().requires_grad_() for y in ys]
+        return grads([scalar(*ys)], ys, None)
+
+    randomness = "error" if t.seed is None else "same"
+    problems, step = [], "vmap"
+    try:
+        _close("vmap output", torch.func.vmap(f, randomness=randomness)(*batch),
+               [torch.stack(o) for o in zip(*[f(*[b[k] for b in batch]) for k in range(2)])], problems)
+        step = "grad"
+        argnums = tuple(range(len(xs)))
+        _close("grad of input", torch.func.grad(scalar, argnums=argnums)(*xs), autograd_grad(*xs), problems)
+        step = "vmap(grad)"
+        per_sample = [autograd_grad(*[b[k] for b in batch]) for k in range(2)]
+        _close("per-sample grad of input", torch.func.vmap(torch.func.grad(scalar, argnums=argnums), randomness=randomness)(*batch),
+               [torch.stack(g) for g in zip(*per_sample)], problems)
+        step = "jvp"
+        if not _without_jvp(t):
+            primal, _ = torch.func.jvp(f, xs, tuple(torch.ones_like(x) for x in xs))
+            _close("jvp primal output", primal, f(*xs), problems)
+    except Exception as exc:  # noqa: BLE001 - what the transform said is the finding
+        raise Fail(f"torch.func.{step} fails: {describe(exc)}; {_func_fix(t, str(exc))}", str(exc)) from None
+    if problems:
+        raise Fail(f"{'; '.join(problems[:3])}: the vmap rule or backward behaves differently under torch.func; "
+                   "write backward with batch-agnostic torch ops (no .item(), shape arithmetic on dim 0, or in-place "
+                   "writes into saved tensors)")
+    jvp_note = "" if not _without_jvp(t) else " (jvp not tried: no jvp, see forward_ad)"
+    return f"vmap, grad and vmap(grad) agree with plain autograd; jvp runs{jvp_note}"
+
+
+def _fresh(call):
+    """A new function object with a code object of its own around ``call``: Dynamo keeps compiled code per
+    code object, and checking many Functions through one shared wrapper would hit its recompile limit."""
+    def compiled_call(*args, **kwargs):
+        return call(*args, **kwargs)
+    code = compiled_call.__code__.replace()
+    return types.FunctionType(code, compiled_call.__globals__, "compiled_call", None, compiled_call.__closure__)
+
+
+def torch_compile(t):
+    jvp_classes = {n._forward_cls.__qualname__ for n in custom_nodes(differentiable(outputs(t.run(t.make()))))
+                   if n._forward_cls.jvp is not torch.autograd.Function.jvp}
+    compiled = torch.compile(_fresh(t.call), fullgraph=True, backend=t.compile_backend, dynamic=False)
+    mine, eager = t.make(), t.make()
+    try:
+        outs = outputs(t.run(mine, fn=compiled))
+        diff = [o for o in outs if o.is_floating_point() and o.requires_grad]
+        got = grads(diff, mine.tensors, random_like(diff)) if diff else ()
+    except Exception as exc:  # noqa: BLE001 - what Dynamo said is the finding
+        text = str(exc)
+        if "jvp" in text and jvp_classes:
+            names = ", ".join(sorted(jvp_classes))
+            raise Fail(f"torch.compile cannot trace {names}: Dynamo refuses a Function that defines jvp; while "
+                       f"compiling, apply a twin without it: Twin = type('Twin', ({names.split(', ')[0]},), "
+                       "{'jvp': torch.autograd.Function.jvp}) and `(Twin if torch.compiler.is_compiling() else "
+                       f"{names.split(', ')[0]}).apply(...)` (nnbasics.functional does this)", text) from None
+        if "Observed exception" in text:
+            raise Fail(f"torch.compile(fullgraph=True) fails: {describe(exc)}: the Function raised while Dynamo traced "
+                       "it; make it run eagerly first (see the other checks' messages)", text) from None
+        raise Fail(f"torch.compile(fullgraph=True) fails: {describe(exc)}; keep forward and backward traceable: no "
+                   ".item(), .tolist(), NumPy, print or Python branching on tensor values (use torch.where)", text) from None
+    eager_outs = outputs(t.run(eager))
+    problems = []
+    _close("compiled output", outs, eager_outs, problems)
+    eager_diff = [o for o in eager_outs if o.is_floating_point() and o.requires_grad]
+    if diff:
+        _close("compiled gradient of input", got, grads(eager_diff, eager.tensors, random_like(eager_diff)), problems)
+    if problems:
+        raise Fail(f"{'; '.join(problems[:3])}".replace("plain autograd's", "eager's") + ": the compiled Function "
+                   "computes something else than eager: look for Python-side state (globals, attributes set in "
+                   "forward) that tracing freezes")
+    return f"torch.compile(fullgraph=True, backend={t.compile_backend!r}): one graph, outputs and gradients equal eager"

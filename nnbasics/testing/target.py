@@ -1,0 +1,219 @@
+"""What every check of ``check_function`` works on: the function under test, fresh copies of its
+sample inputs, and a look inside the autograd graph it builds.
+
+A check calls ``Target.make`` for its own copies of the inputs (in float64 where it needs
+finite differences), ``Target.run`` to call the function on them, and raises ``Fail`` or
+``Skip`` with a message that says what is wrong and how to fix it. ``probe`` runs a backward
+pass and shows each custom Function's own ``backward`` to the check *before* autograd's
+engine validates (sums, casts) what it returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class Fail(Exception):
+    """A check found a fault. ``message``: what is wrong and how to fix it, one line; ``detail``: the rest."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.message, self.detail = message, detail
+
+
+class Skip(Exception):
+    """A check does not apply; the message says why and what that means."""
+
+
+def describe(exc: BaseException) -> str:
+    """'TypeError: first line of the message', for one-line reports."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0].rstrip('.') if text else ''}".strip()
+
+
+def is_function_class(fn) -> bool:
+    return isinstance(fn, type) and issubclass(fn, torch.autograd.Function)
+
+
+@dataclass
+class Args:
+    """One call's arguments: ``args`` and ``kwargs``; ``diff``: the positions that require grad."""
+
+    args: tuple
+    kwargs: dict
+    diff: list
+
+    @property
+    def tensors(self) -> list:
+        """The tensors that require grad, in order."""
+        return [self.args[i] for i in self.diff]
+
+    def replace(self, tensors) -> "Args":
+        """The same call with the differentiable inputs replaced by ``tensors`` (for gradcheck, torch.func)."""
+        args = list(self.args)
+        for i, x in zip(self.diff, tensors):
+            args[i] = x
+        return Args(tuple(args), self.kwargs, self.diff)
+
+
+def _copy(a, dtype, requires_grad, scale):
+    if not isinstance(a, torch.Tensor):
+        return a
+    x = a.detach()
+    if x.is_floating_point():
+        x = x.to(dtype or x.dtype) * scale if requires_grad else x.to(dtype or x.dtype)
+    return x.clone().requires_grad_(requires_grad)
+
+
+class Target:
+    """The function under test and its sample inputs (never modified: every check gets copies)."""
+
+    def __init__(self, fn, inputs, *, kwargs=None, reference=None, seed=None, compile_backend="inductor"):
+        if is_function_class(fn):
+            self.call, self.name = fn.apply, fn.__qualname__
+        elif callable(fn):
+            self.call, self.name = fn, getattr(fn, "__qualname__", None) or repr(fn)
+        else:
+            raise TypeError(f"check_function: {fn!r} is neither an autograd.Function subclass nor callable")
+        self.fn, self.inputs, self.kwargs = fn, tuple(inputs), dict(kwargs or {})
+        self.diff = [i for i, a in enumerate(self.inputs) if isinstance(a, torch.Tensor) and a.requires_grad]
+        if not self.diff:
+            raise ValueError("check_function: no sample input requires grad; mark the tensors to differentiate "
+                             "with .requires_grad_() (e.g. torch.randn(4, 5, dtype=torch.float64, requires_grad=True))")
+        for i in self.diff:
+            if not self.inputs[i].is_floating_point():
+                raise ValueError(f"check_function: input {i} requires grad but is {self.inputs[i].dtype}; "
+                                 "only floating-point tensors can be differentiated")
+        self.reference, self.seed, self.compile_backend = reference, seed, compile_backend
+
+    def make(self, dtype=None, grad=None, scale=1.0, nonleaf=False) -> Args:
+        """Fresh copies of the inputs: floating tensors in ``dtype`` (default: their own), the inputs at the
+        positions in ``grad`` (default: the ones that require grad) requiring grad and multiplied by ``scale``;
+        ``nonleaf``: those returned as clones, so that an in-place Function (``mark_dirty``) may modify them."""
+        grad = self.diff if grad is None else grad
+        args = tuple(_copy(a, dtype, i in grad, scale) for i, a in enumerate(self.inputs))
+        if nonleaf:
+            args = tuple(a.clone() if i in grad else a for i, a in enumerate(args))
+        kwargs = {k: _copy(v, dtype, False, 1.0) for k, v in self.kwargs.items()}
+        return Args(args, kwargs, list(grad))
+
+    def run(self, a: Args, fn=None):
+        """``fn(*a.args, **a.kwargs)`` (default: the function under test), reseeded first if it draws random numbers."""
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+        return (fn or self.call)(*a.args, **a.kwargs)
+
+    def differentiable_fn(self, a: Args):
+        """fn(*differentiable inputs) -> tuple of floating outputs, the rest of ``a`` fixed (gradcheck, torch.func)."""
+        def f(*tensors):
+            return tuple(o for o in outputs(self.run(a.replace(tensors))) if o.is_floating_point())
+        return f
+
+
+def outputs(out) -> list:
+    """The tensors among what the function returned (a tensor, or a tuple/list of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        found = [x for o in out for x in outputs(o)]
+        if found:
+            return found
+    raise Fail(f"the function returned {type(out).__name__} {_short(out)}, not a tensor: forward must return the "
+               "output tensor(s) (a tensor or a tuple of tensors)")
+
+
+def differentiable(outs) -> list:
+    """The outputs gradients flow back from; Fail when there is none."""
+    found = [o for o in outs if o.is_floating_point() and o.requires_grad]
+    if not found:
+        raise Fail("no output requires grad although inputs do: forward must compute its outputs from the inputs "
+                   "(not under .detach() or a new tensor), and not mark every output non-differentiable")
+    return found
+
+
+def _short(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def random_like(outs, seed=0) -> list:
+    """A random upstream gradient for each tensor in ``outs`` (same shape, dtype, device), reproducibly."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device, o.dtype) for o in outs]
+
+
+def grads(outs, inputs, grad_outs, **kwargs) -> tuple:
+    return torch.autograd.grad(outs, inputs, grad_outs, allow_unused=True, **kwargs)
+
+
+def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit the same values (NaN equal to NaN)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    equal = a == b
+    if a.is_floating_point() or a.is_complex():
+        equal = equal | (a.isnan() & b.isnan())
+    return bool(equal.all())
+
+
+def custom_nodes(outs) -> list:
+    """The backward nodes of custom autograd Functions in the graph that produced ``outs``, outputs first."""
+    seen, found = set(), []
+    stack = [o.grad_fn for o in outs if o.grad_fn is not None]
+    while stack and len(seen) < 100_000:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if hasattr(node, "_forward_cls"):
+            found.append(node)
+        stack.extend(n for n, _ in node.next_functions)
+    return found
+
+
+def function_name(node) -> str:
+    return node._forward_cls.__qualname__
+
+
+def expected_grads(node) -> list:
+    """For each input of the node's forward: the metadata (shape, dtype, device) autograd's engine expects of
+    its gradient, or None where no gradient is needed. The i-th input needing a gradient is the i-th input
+    edge that exists (``next_functions`` lists the tensor inputs, with (None, 0) for those not requiring grad)."""
+    edges = iter([(n, nr) for n, nr in node.next_functions if n is not None])
+    expected = []
+    for need in node.needs_input_grad:
+        edge = next(edges, None) if need else None
+        expected.append(None if edge is None else edge[0]._input_metadata[edge[1]])
+    return expected
+
+
+def upstream(node, grad_outputs) -> list:
+    """``grad_outputs`` as the node's backward receives them: absent ones (e.g. of a non-differentiable
+    output) materialized as zeros of that output's shape, as autograd does by default."""
+    meta = list(node._input_metadata)
+    found = []
+    for i, g in enumerate(grad_outputs):
+        if g is None and i < len(meta):
+            g = torch.zeros(tuple(meta[i].shape), dtype=meta[i].dtype, device=meta[i].device)
+        found.append(g)
+    return found
+
+
+def probe(target: Target, a: Args, visit, grad_outs=None):
+    """Run forward on ``a`` and then backward, calling ``visit(node, grad_outputs)`` for every custom Function
+    before autograd does (a pre-hook on its node); ``visit`` calls the Function's backward itself, and sees
+    what it returns before the engine validates it. Returns the engine's own exception, if it raised."""
+    outs = differentiable(outputs(target.run(a)))
+    nodes = custom_nodes(outs)
+    if not nodes:
+        raise Skip("no autograd.Function in the graph of the outputs: nothing to look at")
+    handles = [node.register_prehook(lambda g, node=node: visit(node, upstream(node, g))) for node in nodes]
+    try:
+        grads(outs, a.tensors, grad_outs or random_like(outs))
+    except Exception as exc:  # noqa: BLE001 - the Function's own error; the visits already saw its cause
+        return exc
+    finally:
+        for h in handles:
+            h.remove()
+    return None
