@@ -40,24 +40,11 @@ def _op_report(name, impl):
                           seed=0 if op.random else None, **QUICK)
 
 
-# Findings: nnbasics ops that fail a check today (the lead fixes the op; strict, so a fix shows up here).
-FINDINGS = {
-    ("binary_cross_entropy", "needs_input_grad"):
-        "BinaryCrossEntropy.setup_context saves the target y even when only y requires grad, though dL/dy = "
-        "log((1-p)/p)·w reads p alone",
-    ("binary_cross_entropy_with_logits", "needs_input_grad"):
-        "BinaryCrossEntropyWithLogits.setup_context saves the target y even when only y requires grad, though "
-        "dL/dy = ((pos_weight-1)·softplus(-x) - x)·w does not read y",
-}
-
-
 def _op_cases():
     for op in OPS:
         for impl in ("custom", "fused"):
             for check in CHECKS:
-                reason = FINDINGS.get((op.name, check))
-                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-                yield pytest.param(op.name, impl, check, marks=marks, id=f"{op.name}-{impl}-{check}")
+                yield pytest.param(op.name, impl, check, id=f"{op.name}-{impl}-{check}")
 
 
 @pytest.mark.parametrize("name, impl, check", list(_op_cases()))

@@ -16,7 +16,7 @@ overhead of each measured by ``benchmarks/overhead.py``.
 """
 import torch
 
-from ..ops.sigmoid import sigmoid_forward
+from ..ops.sigmoid import sigmoid_derivative_times, sigmoid_forward
 
 
 @torch.library.custom_op("nnbasics::sigmoid", mutates_args=())
@@ -36,7 +36,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_y):
     (y,) = ctx.saved_tensors
-    return grad_y * y * (1 - y)  # dσ/dx = σ(x)(1 - σ(x)), as in nnbasics.ops.sigmoid
+    return sigmoid_derivative_times(grad_y, y)  # grad_y · σ(x)(1 - σ(x)), as in nnbasics.ops.sigmoid
 
 
 sigmoid.register_autograd(_backward, setup_context=_setup_context)

@@ -42,10 +42,15 @@ def bce_unreduced(p, y, weight):
     return _weighted(-(y * log_p + (1 - y) * log_1mp), weight)
 
 
-def bce_partials(p, y, weight):
-    log_p, log_1mp = _clamped_logs(p)
-    dp = (p - y) / (p * (1 - p)).clamp_min(EPS)
-    return _weighted(dp, weight), _weighted(log_1mp - log_p, weight)
+def bce_partials(p, y, weight, needed=(True, True)):
+    """(dl/dp, dl/dy), each only where ``needed`` (else None). dl/dy does not read y."""
+    dp = dy = None
+    if needed[0]:
+        dp = _weighted((p - y) / (p * (1 - p)).clamp_min(EPS), weight)
+    if needed[1]:
+        log_p, log_1mp = _clamped_logs(p)
+        dy = _weighted(log_1mp - log_p, weight)
+    return dp, dy
 
 
 def softplus(z):
@@ -58,13 +63,18 @@ def bce_with_logits_unreduced(x, y, weight, pos_weight):
     return _weighted((1 - y) * x + c * softplus(-x), weight)
 
 
-def bce_with_logits_partials(x, y, weight, pos_weight):
-    if pos_weight is None:
-        return _weighted(sigmoid_forward(x) - y, weight), _weighted(-x, weight)
-    c = 1 + (pos_weight - 1) * y
-    dx = (1 - y) - c * sigmoid_forward(-x)
-    dy = (pos_weight - 1) * softplus(-x) - x
-    return _weighted(dx, weight), _weighted(dy, weight)
+def bce_with_logits_partials(x, y, weight, pos_weight, needed=(True, True)):
+    """(dl/dx, dl/dy), each only where ``needed`` (else None). dl/dy does not read y."""
+    dx = dy = None
+    if needed[0]:
+        if pos_weight is None:
+            dx = sigmoid_forward(x) - y
+        else:
+            dx = (1 - y) - (1 + (pos_weight - 1) * y) * sigmoid_forward(-x)
+        dx = _weighted(dx, weight)
+    if needed[1]:
+        dy = _weighted(-x if pos_weight is None else (pos_weight - 1) * softplus(-x) - x, weight)
+    return dx, dy
 
 
 def bce_forward(p, y, weight, reduction):
@@ -82,11 +92,12 @@ def _backward(partials, grad_loss, reduction, like, needs_input_grad):
 
 
 def bce_backward(grad_loss, p, y, weight, reduction, needs_input_grad):
-    return _backward(bce_partials(p, y, weight), grad_loss, reduction, p, needs_input_grad)
+    return _backward(bce_partials(p, y, weight, needs_input_grad), grad_loss, reduction, p, needs_input_grad)
 
 
 def bce_with_logits_backward(grad_loss, x, y, weight, pos_weight, reduction, needs_input_grad):
-    return _backward(bce_with_logits_partials(x, y, weight, pos_weight), grad_loss, reduction, x, needs_input_grad)
+    partials = bce_with_logits_partials(x, y, weight, pos_weight, needs_input_grad)
+    return _backward(partials, grad_loss, reduction, x, needs_input_grad)
 
 
 def _jvp(partials, tangents, reduction):
@@ -106,7 +117,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         p, y, weight, ctx.reduction = inputs
-        ctx.save_for_backward(p, y, weight)
+        ctx.save_for_backward(p, y if ctx.needs_input_grad[0] else None, weight)  # only dl/dp reads y
         ctx.save_for_forward(p, y, weight)
 
     @staticmethod
@@ -116,7 +127,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, p_t, y_t, *_):
         p, y, weight = ctx.saved_tensors
-        return _jvp(bce_partials(p, y, weight), (p_t, y_t), ctx.reduction)
+        return _jvp(bce_partials(p, y, weight, (p_t is not None, y_t is not None)), (p_t, y_t), ctx.reduction)
 
 
 class BinaryCrossEntropyWithLogits(torch.autograd.Function):
@@ -132,7 +143,7 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, y, weight, pos_weight, ctx.reduction = inputs
-        ctx.save_for_backward(x, y, weight, pos_weight)
+        ctx.save_for_backward(x, y if ctx.needs_input_grad[0] else None, weight, pos_weight)  # only dl/dx reads y
         ctx.save_for_forward(x, y, weight, pos_weight)
 
     @staticmethod
@@ -143,4 +154,5 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, y_t, *_):
         x, y, weight, pos_weight = ctx.saved_tensors
-        return _jvp(bce_with_logits_partials(x, y, weight, pos_weight), (x_t, y_t), ctx.reduction)
+        partials = bce_with_logits_partials(x, y, weight, pos_weight, (x_t is not None, y_t is not None))
+        return _jvp(partials, (x_t, y_t), ctx.reduction)

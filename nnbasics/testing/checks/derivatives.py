@@ -54,7 +54,7 @@ def gradgradcheck(t):
     return "second derivatives agree with finite differences (float64)"
 
 
-def _without_jvp(t):
+def functions_without_jvp(t):
     """The names of the Functions in the graph that define no jvp."""
     a = t.make(_FLOAT64)
     nodes = custom_nodes(differentiable(outputs(t.run(a))))
@@ -62,7 +62,7 @@ def _without_jvp(t):
 
 
 def forward_ad(t):
-    missing = _without_jvp(t)
+    missing = functions_without_jvp(t)
     if missing:
         raise Skip(f"{', '.join(missing)} define{'s' if len(missing) == 1 else ''} no jvp: forward-mode AD (torch.func.jvp, jacfwd, hessian, "
                    "torch.autograd.forward_ad) is unavailable; to enable it, define jvp(ctx, *tangents) with "

@@ -7,7 +7,7 @@ import torch.func
 
 from ..compare import compare
 from ..target import Fail, custom_nodes, describe, differentiable, grads, outputs, random_like
-from .derivatives import _without_jvp
+from .derivatives import functions_without_jvp
 
 _FUNC_HINTS = (
     ("data-dependent", "no Python branching on tensor values inside the Function (use torch.where)"),
@@ -63,7 +63,7 @@ def torch_func(t):
         _close("per-sample grad of input", torch.func.vmap(torch.func.grad(scalar, argnums=argnums), randomness=randomness)(*batch),
                [torch.stack(g) for g in zip(*per_sample)], problems)
         step = "jvp"
-        if not _without_jvp(t):
+        if not functions_without_jvp(t):
             primal, _ = torch.func.jvp(f, xs, tuple(torch.ones_like(x) for x in xs))
             _close("jvp primal output", primal, f(*xs), problems)
     except Exception as exc:  # noqa: BLE001 - what the transform said is the finding
@@ -72,7 +72,7 @@ def torch_func(t):
         raise Fail(f"{'; '.join(problems[:3])}: the vmap rule or backward behaves differently under torch.func; "
                    "write backward with batch-agnostic torch ops (no .item(), shape arithmetic on dim 0, or in-place "
                    "writes into saved tensors)")
-    jvp_note = "" if not _without_jvp(t) else " (jvp not tried: no jvp, see forward_ad)"
+    jvp_note = "" if not functions_without_jvp(t) else " (jvp not tried: no jvp, see forward_ad)"
     return f"vmap, grad and vmap(grad) agree with plain autograd; jvp runs{jvp_note}"
 
 
