@@ -25,6 +25,7 @@ import sys
 import torch
 
 from .cli import ConfigError, Parser, resolve_device
+from .dispatch import IMPLS
 from .testing import CHECKS, OPS, check_function, compare, run_both
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -46,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of --shapes inputs, or of the op "
                         "parity comparison without a target (default: float64)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    parser.add_argument("--impl", choices=["custom", "fused"], default="custom", help="without a target: which "
+    parser.add_argument("--impl", choices=IMPLS, default="custom", help="without a target: which "
                         "hand-written implementation (default: custom)")
     parser.add_argument("--op", action="append", help="without a target: only this op (repeatable); default: all")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every comparison (without a target), "

@@ -19,7 +19,7 @@ import warnings
 import torch
 
 from . import arguments as check
-from .dispatch import IMPLS, apply  # noqa: F401 (IMPLS: the implementations, for users)
+from .dispatch import IMPLS, apply  # noqa: F401 (IMPLS: what impl= accepts, for users)
 
 __all__ = [
     "linear", "sigmoid", "relu", "cross_entropy", "tanh", "leaky_relu", "hardtanh", "softmax",

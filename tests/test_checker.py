@@ -10,6 +10,7 @@ import torch
 from torch.autograd import Function
 
 import nnbasics.functional as F
+from nnbasics.functional import IMPLS
 from nnbasics.testing import CHECKS, OPS, assert_function_ok, check_function
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def _op_report(name, impl):
 
 def _op_cases():
     for op in OPS:
-        for impl in ("custom", "fused"):
+        for impl in IMPLS:
             for check in CHECKS:
                 yield pytest.param(op.name, impl, check, id=f"{op.name}-{impl}-{check}")
 
@@ -57,7 +58,7 @@ def test_the_ops_reports_skip_only_what_does_not_apply():
     """Every nnbasics op defines a jvp and is differentiable twice: nothing is skipped but the
     reference of the fused dropout, whose masks come from another random stream."""
     for op in OPS:
-        for impl in ("custom", "fused"):
+        for impl in IMPLS:
             skipped = [n for n, r in _op_report(op.name, impl).results.items() if r.status == "skip"]
             assert skipped == (["reference"] if op.random and impl == "fused" else []), (op.name, impl, skipped)
 

@@ -15,7 +15,6 @@ def _close(name, a, b):
     assert r.close, str(r)
 
 
-@pytest.mark.parametrize("impl", ["custom", "fused"])
 @pytest.mark.parametrize("name", UNARY + ["softmax", "log_softmax"])
 def test_vmap_grad_jvp_of_activations(name, impl, device):
     kw = {"dim": -1} if "softmax" in name else {}
@@ -29,7 +28,6 @@ def test_vmap_grad_jvp_of_activations(name, impl, device):
     _close(f"jvp primal {name}", ym, yr)
 
 
-@pytest.mark.parametrize("impl", ["custom", "fused"])
 def test_per_sample_gradients_of_linear_and_cross_entropy(impl, device):
     """The textbook use of vmap(grad): one gradient per example, targets batched too."""
     w = torch.randn(3, 4, dtype=torch.float64, device=device)

@@ -8,6 +8,7 @@ from torch import nn
 
 import nnbasics.functional as F
 import nnbasics.nn as nnb
+from nnbasics.nn import INITS
 from nnbasics.testing import compare
 
 MODULES = [
@@ -62,7 +63,7 @@ def test_module_forward_matches_torch():
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu", "hardtanh"])
-@pytest.mark.parametrize("init", ["torch", "kaiming", "xavier"])
+@pytest.mark.parametrize("init", INITS)
 def test_mlp_twins_start_equal_and_compute_the_same(activation, init):
     torch.manual_seed(3)
     mine = nnb.MLP([12, 16, 8, 4], activation=activation, dropout=0.1, init=init)
