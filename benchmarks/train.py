@@ -35,8 +35,7 @@ from benchmarks import common
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
-
-IMPLS = ("builtin", "custom", "fused")
+from nnbasics.nn import MLP_IMPLS
 
 
 def _variants(impls, compile_too):
@@ -125,7 +124,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
                         help="device (default: cuda if usable, else cpu)")
-    parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
+    parser.add_argument("--impls", default=",".join(MLP_IMPLS), help=f"comma-separated subset of {','.join(MLP_IMPLS)}")
     parser.add_argument("--batch-sizes", default="128,1024", help="batch sizes of the step timing (default: 128,1024)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-time-to-accuracy", action="store_true", help="skip the time-to-accuracy runs")
@@ -141,8 +140,8 @@ def main(argv=None):
     if args.device == "cuda" and not common.cuda_usable():
         parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
     impls = args.impls.split(",")
-    if set(impls) - set(IMPLS):
-        parser.error(f"--impls: unknown {sorted(set(impls) - set(IMPLS))}; choose from {IMPLS}")
+    if set(impls) - set(MLP_IMPLS):
+        parser.error(f"--impls: unknown {sorted(set(impls) - set(MLP_IMPLS))}; choose from {MLP_IMPLS}")
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:

@@ -18,7 +18,8 @@ import torch
 from . import data as nndata
 from .nn import ACTIVATIONS, MLP
 from .cli import ConfigError, Parser, resolve_device
-from .train import DTYPES, EVAL_BATCH_SIZE, MODEL, SUMMARY
+from .runs import MODEL, SUMMARY
+from .train import DTYPES, EVAL_BATCH_SIZE
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int = nndata.NUM_CLASSES) -> torch.Tensor:

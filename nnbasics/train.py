@@ -16,28 +16,16 @@ Pieces meant for reuse (the benchmarks use them):
     train_epoch(...), evaluate(...)  -> one pass over a split
     run(config, data=None)           -> summary dict
 
-What a run leaves in its folder (``--out``, default ``runs/<time>-<impl>``):
-
-    metrics.jsonl   one JSON object per epoch (losses, accuracies, lr, speed)
-    summary.json    test loss/accuracy, best epoch, wall time, device, impl, config
-    model.pt        a state_dict that loads into nnbasics.nn.MLP(..., impl="builtin")
-    checkpoint.pt   everything needed to resume exactly, rewritten every epoch
-    curves.png      loss and accuracy against epoch (if matplotlib is installed)
-
-Every file is written to a temporary file first and renamed into place, so an
-interrupted run never leaves half a file behind.
+What a run leaves in its folder (metrics, summary, model, checkpoint, curves)
+and how ``--resume`` continues it exactly: ``nnbasics.runs``.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import datetime
 import functools
-import json
 import math
 import pathlib
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,27 +35,21 @@ import torch.nn.functional as TF
 from tqdm import tqdm
 
 from . import data as nndata
-from . import files
 from . import functional as F
 from .cli import ConfigError, Parser, resolve_device
-from .nn import ACTIVATIONS, MLP
-
-IMPLS = ("custom", "fused", "builtin")
+from . import runs
+from .nn import ACTIVATIONS, INITS, MLP, MLP_IMPLS
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EVAL_BATCH_SIZE = 2500  # evaluation keeps no activations for backward, so it takes big batches
-CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES = "checkpoint.pt", "metrics.jsonl", "summary.json", "model.pt", "curves.png"
-# What --resume may change: where the data is and how chatty the run is. Everything
-# else comes from the checkpoint, or the run would not continue exactly.
-RESUME_MAY_CHANGE = ("resume", "out", "quiet", "data_dir")
 
 
 @dataclass
 class Config:
     """Everything a run depends on: the parsed command-line flags, and their defaults.
 
-    The defaults train 784-1024-1024-10 to >= 98.5% test accuracy on MNIST in
-    about 1.5 minutes on a 2-core CPU (see README / benchmarks).
+    The defaults train 784-1024-1024-10 to >= 98.5% test accuracy on MNIST; how long
+    that takes is measured in benchmarks/results/README.md ("Training runs").
     """
 
     # model
@@ -125,8 +107,8 @@ def check_config(config: Config) -> None:
         bad("--hidden", " ".join(map(str, config.hidden)), "give one or more layer widths, each >= 1")
     if config.activation not in ACTIVATIONS:
         bad("--activation", config.activation, f"unknown activation; use one of {', '.join(ACTIVATIONS)}")
-    if config.impl not in IMPLS:
-        bad("--impl", config.impl, f"unknown implementation; use one of {', '.join(IMPLS)}")
+    if config.impl not in MLP_IMPLS:
+        bad("--impl", config.impl, f"unknown implementation; use one of {', '.join(MLP_IMPLS)}")
     if config.schedule not in SCHEDULES:
         bad("--schedule", config.schedule, f"unknown schedule; use one of {', '.join(SCHEDULES)}")
     if config.dtype not in DTYPES:
@@ -282,121 +264,6 @@ def evaluate(model, split, loss_fn, *, mean, std, batch_size=EVAL_BATCH_SIZE, dt
     return loss_sum.item() / len(split), correct.item() / len(split)
 
 
-# --------------------------------------------------------------------------- files
-
-def _cpu_state_dict(model) -> dict:
-    """The model's weights on the CPU, detached: loadable anywhere, by a plain torch.nn MLP too."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def new_run_dir(config: Config) -> pathlib.Path:
-    """runs/<YYYYmmdd-HHMMSS>-<impl>, made unique with a suffix if that folder exists."""
-    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{config.impl}"
-    for i in range(1000):
-        path = pathlib.Path("runs") / (stem if i == 0 else f"{stem}-{i}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"--out: could not create a new folder under runs/ named {stem}; pass --out DIR")
-
-
-def plot_curves(history: list, path) -> bool:
-    """Loss and accuracy against epoch, train and validation. False if matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        return False
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in ("train", "val"):
-        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
-        ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in history], marker="o", label=split)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-@dataclass
-class Progress:
-    """Where a run stands after ``epoch`` finished epochs (saved in the checkpoint)."""
-
-    epoch: int = 0
-    history: list = field(default_factory=list)  # the metrics.jsonl records so far
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best one, for early stopping
-    best_weights: dict | None = None  # only kept with --patience
-    train_s: float = 0.0  # seconds spent in epochs, over all sessions
-
-
-def rng_states(device: torch.device, generator: torch.Generator) -> dict:
-    """Every random stream a run draws from: init and dropout (torch's CPU and CUDA
-    generators) and the batch order (the data generator)."""
-    states = {"torch": torch.get_rng_state(), "data": generator.get_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def set_rng_states(states: dict, device: torch.device, generator: torch.Generator) -> None:
-    torch.set_rng_state(states["torch"])
-    generator.set_state(states["data"])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
-def save_checkpoint(path, config, model, optimizer, scheduler, generator, progress: Progress, device) -> None:
-    files.torch_save({
-        "config": dataclasses.asdict(config),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_states(device, generator),
-        "progress": dataclasses.asdict(progress),
-    }, path)
-
-
-def load_checkpoint(run_dir) -> dict:
-    """The checkpoint of a run folder, or ConfigError saying why there is none."""
-    path = pathlib.Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file: say so in one line
-        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({type(e).__name__}: {e})") from None
-
-
-def resume_config(config: Config, checkpoint: dict) -> Config:
-    """The saved config of the run being resumed; only RESUME_MAY_CHANGE may differ from it."""
-    saved = Config(**checkpoint["config"])
-    defaults = Config()
-    for f in dataclasses.fields(Config):
-        new = getattr(config, f.name)
-        if f.name in RESUME_MAY_CHANGE:
-            continue
-        if new != getattr(defaults, f.name) and new != getattr(saved, f.name):
-            flag = "--" + f.name.replace("_", "-")
-            raise ConfigError(f"{flag} {new}: a resumed run keeps its saved config ({flag} "
-                              f"{getattr(saved, f.name)}); start a new run to change it")
-    return dataclasses.replace(saved, resume=config.resume, out=config.resume, quiet=config.quiet,
-                               data_dir=config.data_dir)
-
-
 # --------------------------------------------------------------------------- a whole run
 
 def _say(config: Config, message: str) -> None:
@@ -421,8 +288,8 @@ def run(config: Config, data=None) -> dict:
     started = time.perf_counter()
     checkpoint = None
     if config.resume:
-        checkpoint = load_checkpoint(config.resume)
-        config = resume_config(config, checkpoint)
+        checkpoint = runs.load_checkpoint(config.resume)
+        config = runs.resume_config(config, checkpoint)
     check_config(config)
     device = resolve_device(config.device)
     if data is None:
@@ -434,22 +301,13 @@ def run(config: Config, data=None) -> dict:
 
     model, optimizer, scheduler = build(config, steps_per_epoch, device)
     generator = torch.Generator(device).manual_seed(config.seed)  # the batch order; dropout uses torch's RNG
-    out = pathlib.Path(config.out) if config.out else new_run_dir(config)
+    out = pathlib.Path(config.out) if config.out else runs.new_run_dir(config.impl)
     out.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(config, out=str(out))
-    run_state = (config, model, optimizer, scheduler, generator)
-    progress = Progress()
-    if checkpoint is None:
-        save_checkpoint(out / CHECKPOINT, *run_state, progress, device)  # so that Ctrl-C always has one
-    else:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_states(checkpoint["rng"], device, generator)
-        progress = Progress(**checkpoint["progress"])
+    record = runs.Record(out, config, model, optimizer, scheduler, generator, device)
+    progress = record.restore(checkpoint)
+    if checkpoint is not None:
         _say(config, f"resuming {out} after epoch {progress.epoch}/{config.epochs}")
-    # Rewritten whole from the checkpoint's history (it is tiny), so the two always agree.
-    files.write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
 
     loss_fn = make_loss(config)
     forward = model
@@ -484,9 +342,8 @@ def run(config: Config, data=None) -> dict:
             })
             progress.epoch = epoch
             progress.train_s += seconds
-            stop = _early_stopping(progress, model, val_loss, config.patience)
-            save_checkpoint(out / CHECKPOINT, *run_state, progress, device)
-            files.write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
+            stop = progress.update_best(model, val_loss, config.patience)
+            record.save(progress)
             if stop:
                 _say(config, f"early stopping: no better validation loss for {config.patience} epochs")
                 break
@@ -502,7 +359,7 @@ def run(config: Config, data=None) -> dict:
             "stopped_early": progress.epoch < config.epochs,
             "wall_s": time.perf_counter() - started,
             "train_s": progress.train_s,
-            "compile_s": _compile_seconds(progress.history) if config.compile else None,
+            "compile_s": progress.compile_seconds() if config.compile else None,
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
@@ -510,32 +367,11 @@ def run(config: Config, data=None) -> dict:
             "torch": torch.__version__,
             "config": dataclasses.asdict(config),
         }
-        files.torch_save(_cpu_state_dict(model), out / MODEL)
-        files.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
-        if not plot_curves(progress.history, out / CURVES):
+        if not record.finish(summary, progress):
             _say(config, "matplotlib is not installed, so no curves.png (pip install matplotlib)")
     except KeyboardInterrupt:
         raise Interrupted(out, progress.epoch) from None
     return summary
-
-
-def _compile_seconds(history: list):
-    """Compiling happens during the first epoch: its excess over the median of the later ones."""
-    if len(history) < 2:
-        return None
-    later = sorted(r["seconds"] for r in history[1:])
-    return max(history[0]["seconds"] - later[len(later) // 2], 0.0)
-
-
-def _early_stopping(progress: Progress, model, val_loss: float, patience: int) -> bool:
-    """Track the best validation loss; True when ``patience`` epochs in a row did not beat it."""
-    if val_loss < progress.best_val_loss:
-        progress.best_val_loss, progress.best_epoch, progress.bad_epochs = val_loss, progress.epoch, 0
-        if patience:
-            progress.best_weights = _cpu_state_dict(model)
-        return False
-    progress.bad_epochs += 1
-    return patience > 0 and progress.bad_epochs >= patience
 
 
 # --------------------------------------------------------------------------- command line
@@ -548,9 +384,9 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--hidden", type=int, nargs="+", default=d.hidden, metavar="N", help="hidden layer widths")
     g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="activation after each hidden layer")
     g.add_argument("--dropout", type=float, default=d.dropout, help="dropout probability after each activation")
-    g.add_argument("--init", choices=("kaiming", "xavier", "torch"), default=d.init,
+    g.add_argument("--init", choices=INITS, default=d.init,
                    help="weight init (torch = PyTorch's default Kaiming-uniform with a=sqrt(5))")
-    g.add_argument("--impl", choices=IMPLS, default=d.impl,
+    g.add_argument("--impl", choices=MLP_IMPLS, default=d.impl,
                    help="ops: custom (nnbasics.ops), fused (nnbasics.fused) or builtin (torch.nn); "
                         "the same seed gives every impl the same initial weights and batches")
     g = p.add_argument_group("optimisation (torch.optim.SGD)")
@@ -601,27 +437,10 @@ def parse_args(argv=None) -> Config:
     return config
 
 
-@contextlib.contextmanager
-def _sigterm_raises_keyboard_interrupt():
-    """Let ``kill`` (SIGTERM) stop a run the way Ctrl-C does, so both save and explain how to resume."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv=None) -> int:
     """``nnbasics-train``: returns 0, or raises SystemExit with a one-line message."""
     config = parse_args(argv)
-    with _sigterm_raises_keyboard_interrupt():
+    with runs.sigterm_raises_keyboard_interrupt():
         try:
             summary = run(config)
         except ConfigError as e:

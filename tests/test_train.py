@@ -88,13 +88,6 @@ def test_model_pt_loads_into_plain_torch_nn(tmp_path, mnist):
     plain.load_state_dict(state)  # strict: same keys, same shapes
 
 
-def test_without_matplotlib_no_curves_and_no_crash(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    assert train.plot_curves([{"epoch": 1, "train_loss": 1, "val_loss": 1, "train_acc": 0.5, "val_acc": 0.5}],
-                             tmp_path / "curves.png") is False
-    assert not (tmp_path / "curves.png").exists()
-
-
 # --------------------------------------------------------------------------- the same seed, two implementations
 
 def test_custom_and_builtin_twins_stay_equal_for_50_steps_in_float64(tmp_path, mnist):
