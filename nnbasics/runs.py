@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import files
+from . import distributed, files
 from .cli import ConfigError
 
 CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES = "checkpoint.pt", "metrics.jsonl", "summary.json", "model.pt", "curves.png"
@@ -129,37 +129,61 @@ class Record:
     """The run folder ``out`` of one run: its checkpoint, metrics and final files.
 
     Holds the objects whose state the checkpoint saves, so the training loop only says
-    when (``restore`` once, ``save`` after every epoch, ``finish`` at the end).
+    when (``restore`` once, ``save`` after every epoch, ``finish`` at the end). Under
+    torchrun every process calls these (the random streams are gathered from all of
+    them) and rank 0 alone writes.
     """
 
-    def __init__(self, out, config, model, optimizer, scheduler, generator, device):
+    def __init__(self, out, config, model, optimizer, scheduler, generator, device, world=distributed.World()):
         self.out, self.config, self.model, self.device = pathlib.Path(out), config, model, device
-        self.optimizer, self.scheduler, self.generator = optimizer, scheduler, generator
+        self.optimizer, self.scheduler, self.generator, self.world = optimizer, scheduler, generator, world
 
     def restore(self, checkpoint: dict | None) -> Progress:
         """Load ``checkpoint`` into the run (None: a new run, whose first checkpoint is written
         at once so that Ctrl-C always leaves one); returns where the run stands."""
         if checkpoint is None:
+            if self.world.main:
+                self.out.mkdir(parents=True, exist_ok=True)
             progress = Progress()
             self.save(progress)
             return progress
+        saved_world = checkpoint.get("world_size", 1)
+        if saved_world != self.world.size:
+            raise ConfigError(f"--resume {self.out}: the run was trained by {saved_world} process(es) and "
+                              f"continues exactly only with as many; start it with --nproc-per-node {saved_world}"
+                              if saved_world > 1 else f"--resume {self.out}: the run was trained by one process; "
+                              f"resume it with python -m nnbasics.train")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_states(checkpoint["rng"], self.device, self.generator)
+        rng = checkpoint["rng"]
+        set_rng_states(rng if self.world.main else rng["ranks"][self.world.rank - 1], self.device, self.generator)
         progress = Progress(**checkpoint["progress"])
-        write_metrics(self.out, progress.history)
+        if self.world.main:
+            write_metrics(self.out, progress.history)
         return progress
 
     def save(self, progress: Progress) -> None:
         """checkpoint.pt and metrics.jsonl after ``progress.epoch`` epochs."""
-        save_checkpoint(self.out / CHECKPOINT, self.config, self.model, self.optimizer, self.scheduler,
-                        self.generator, progress, self.device)
+        states = distributed.gather(self.world, rng_states(self.device, self.generator))
+        if not self.world.main:
+            return
+        if self.world.size > 1:
+            states[0]["ranks"] = states[1:]  # each process's dropout stream
+        files.torch_save({
+            "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": states[0],
+            "progress": dataclasses.asdict(progress),
+            "world_size": self.world.size,
+        }, self.out / CHECKPOINT)
         write_metrics(self.out, progress.history)
 
     def finish(self, summary: dict, progress: Progress) -> bool:
         """model.pt, summary.json and curves.png; False when matplotlib is missing (no curves.png)."""
-        return write_results(self.out, self.model, summary, progress.history)
+        return write_results(self.out, self.model, summary, progress.history) if self.world.main else True
 
 
 def rng_states(device: torch.device, generator: torch.Generator) -> dict:
@@ -176,17 +200,6 @@ def set_rng_states(states: dict, device: torch.device, generator: torch.Generato
     generator.set_state(states["data"])
     if device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], device)
-
-
-def save_checkpoint(path, config, model, optimizer, scheduler, generator, progress: Progress, device) -> None:
-    files.torch_save({
-        "config": dataclasses.asdict(config),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_states(device, generator),
-        "progress": dataclasses.asdict(progress),
-    }, path)
 
 
 def load_checkpoint(run_dir) -> dict:

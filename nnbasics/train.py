@@ -16,8 +16,10 @@ Pieces meant for reuse (the benchmarks use them):
     train_epoch(...), evaluate(...)  -> one pass over a split
     run(config, data=None)           -> summary dict
 
-What a run leaves in its folder (metrics, summary, model, checkpoint, curves)
-and how ``--resume`` continues it exactly: ``nnbasics.runs``.
+What a run leaves in its folder and how ``--resume`` continues it exactly:
+``nnbasics.runs``. The precision (``--amp``): ``nnbasics.precision``. Several
+processes under torchrun: ``nnbasics.distributed``. The presets and every
+measured time: docs/training.md.
 """
 from __future__ import annotations
 
@@ -35,10 +37,11 @@ import torch.nn.functional as TF
 from tqdm import tqdm
 
 from . import data as nndata
+from . import distributed, precision, runs
 from . import functional as F
 from .cli import ConfigError, Parser, resolve_device
-from . import runs
 from .nn import ACTIVATIONS, INITS, MLP, MLP_IMPLS
+
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EVAL_BATCH_SIZE = 2500  # evaluation keeps no activations for backward, so it takes big batches
@@ -48,8 +51,8 @@ EVAL_BATCH_SIZE = 2500  # evaluation keeps no activations for backward, so it ta
 class Config:
     """Everything a run depends on: the parsed command-line flags, and their defaults.
 
-    The defaults train 784-1024-1024-10 to >= 98.5% test accuracy on MNIST; how long
-    that takes is measured in benchmarks/results/README.md ("Training runs").
+    The defaults train 784-1024-1024-10 to >= 98.8% test accuracy on MNIST; how long
+    that takes is measured in docs/training.md and benchmarks/results/README.md.
     """
 
     # model
@@ -74,7 +77,7 @@ class Config:
     device: str = "auto"
     dtype: str = "float32"
     compile: bool = False
-    amp: bool = False
+    amp: str = "auto"  # precision.AMP_MODES; bfloat16 autocast where it is native (see nnbasics.precision)
     # data and files
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -82,6 +85,18 @@ class Config:
     out: str | None = None
     resume: str | None = None
     quiet: bool = False
+    preset: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.amp, bool):  # checkpoints of earlier versions saved --amp as a switch
+            self.amp = "on" if self.amp else "off"
+
+
+# Named recipes: --preset NAME sets these flag defaults (flags given explicitly still win).
+PRESETS = {
+    "fast": dict(epochs=5, batch_size=256, lr=0.1, shift=1),
+    "best": dict(hidden=[2048, 2048], epochs=40, dropout=0.3, shift=2),
+}
 
 
 class Diverged(RuntimeError):
@@ -137,8 +152,12 @@ def check_config(config: Config) -> None:
         bad("--patience", config.patience, "must be >= 0 (0 turns early stopping off)")
     if config.limit_train is not None and config.limit_train < config.batch_size:
         bad("--limit-train", config.limit_train, f"must be at least one batch (--batch-size {config.batch_size})")
-    if config.amp and config.dtype != "float32":
-        bad("--amp", f"with --dtype {config.dtype}", "bfloat16 autocast starts from float32; drop one of them")
+    if config.amp not in precision.AMP_MODES:
+        bad("--amp", config.amp, f"use one of {', '.join(precision.AMP_MODES)}")
+    if config.amp == "on" and config.dtype != "float32":
+        bad("--amp on", f"with --dtype {config.dtype}", "bfloat16 autocast starts from float32; drop one of them")
+    if config.preset is not None and config.preset not in PRESETS:
+        bad("--preset", config.preset, f"unknown preset; use one of {', '.join(PRESETS)}")
     resolve_device(config.device)
 
 
@@ -178,10 +197,6 @@ def make_loss(config: Config):
     return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl)
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
-
-
 # --------------------------------------------------------------------------- one step, one epoch
 
 def random_shift(x, max_shift: int, background: float, generator=None):
@@ -209,7 +224,7 @@ def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
     (``.item()``) would make the CPU wait for a GPU, so the caller sums them
     and reads the sums once per epoch.
     """
-    with _autocast(x.device, amp):
+    with precision.autocast(x.device, amp):
         logits = model(x)
         loss = loss_fn(logits, y)
     optimizer.zero_grad(set_to_none=True)
@@ -219,9 +234,10 @@ def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
 
 
 def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch_size, generator,
-                dtype=torch.float32, amp=False, shift=0, bar=None):
+                dtype=torch.float32, amp=False, shift=0, bar=None, world=distributed.World()):
     """One pass over ``split`` in a fresh random order, each image moved by up to
-    ``shift`` pixels (order and shifts drawn from ``generator``).
+    ``shift`` pixels (order and shifts drawn from ``generator``). Under torchrun,
+    ``batch_size`` is the global batch and this process trains on its shard of it.
 
     The last incomplete batch is dropped: every step then has the same shape,
     which keeps torch.compile from recompiling and the timing even.
@@ -237,6 +253,7 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
     for step, (x, y) in enumerate(nndata.batches(split, batch_size, mean=mean, std=std, shuffle=True,
                                                  generator=generator, drop_last=True, dtype=dtype)):
         x = random_shift(x, shift, -mean / std, generator)
+        x, y = distributed.shard(world, x, y)
         loss, n_correct = train_step(model, optimizer, x, y, loss_fn, amp=amp)
         scheduler.step()
         loss_sum += loss * len(y)
@@ -246,6 +263,8 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
             bar.update(len(y))
             if live and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
+    distributed.all_sum(world, loss_sum, correct)
+    seen *= world.size
     return loss_sum.item() / seen, correct.item() / seen, seen
 
 
@@ -257,7 +276,7 @@ def evaluate(model, split, loss_fn, *, mean, std, batch_size=EVAL_BATCH_SIZE, dt
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for x, y in nndata.batches(split, batch_size, mean=mean, std=std, dtype=dtype):
-        with _autocast(device, amp):
+        with precision.autocast(device, amp):
             logits = model(x)
             loss_sum += loss_fn(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -284,49 +303,68 @@ def run(config: Config, data=None) -> dict:
     Raises ConfigError for bad settings, Diverged for a NaN/inf loss,
     nnbasics.data.DataError for data problems and Interrupted (a KeyboardInterrupt)
     on Ctrl-C; in every case the last checkpoint stays usable with ``--resume``.
+    Under torchrun each process calls run(); rank 0 alone prints and writes.
     """
     started = time.perf_counter()
+    world = distributed.from_environment()
     checkpoint = None
     if config.resume:
         checkpoint = runs.load_checkpoint(config.resume)
         config = runs.resume_config(config, checkpoint)
     check_config(config)
-    device = resolve_device(config.device)
+    distributed.check_batch_size(world, config.batch_size)
+    device = distributed.device_for(world, resolve_device(config.device))
+    distributed.start(world, device)
+    try:
+        return _run(config, data, checkpoint, world, device, started)
+    finally:
+        distributed.stop(world)
+
+
+def _run(config, data, checkpoint, world, device, started) -> dict:
+    if not world.main:  # rank 0 alone prints
+        config = dataclasses.replace(config, quiet=True)
     if data is None:
-        data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
+        with distributed.main_first(world):  # rank 0 fills the cache, if it is empty
+            data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
     train = data.train if config.limit_train is None else _first(data.train, config.limit_train)
     steps_per_epoch = len(train) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch-size {config.batch_size}: larger than the {len(train)} training examples")
 
     model, optimizer, scheduler = build(config, steps_per_epoch, device)
+    if world.rank:  # each process its own dropout masks (rank 0 keeps the one-process stream)
+        torch.manual_seed(config.seed + world.rank)
     generator = torch.Generator(device).manual_seed(config.seed)  # the batch order; dropout uses torch's RNG
-    out = pathlib.Path(config.out) if config.out else runs.new_run_dir(config.impl)
-    out.mkdir(parents=True, exist_ok=True)
+    out = config.out or (str(runs.new_run_dir(config.impl)) if world.main else None)
+    out = pathlib.Path(distributed.from_main(world, out))  # the folder rank 0 named
     config = dataclasses.replace(config, out=str(out))
-    record = runs.Record(out, config, model, optimizer, scheduler, generator, device)
+    record = runs.Record(out, config, model, optimizer, scheduler, generator, device, world)
     progress = record.restore(checkpoint)
     if checkpoint is not None:
         _say(config, f"resuming {out} after epoch {progress.epoch}/{config.epochs}")
 
     loss_fn = make_loss(config)
-    forward = model
+    forward = distributed.wrap(model, world, device)
     if config.compile:  # the compiled wrapper shares model's parameters; model.pt is saved from model
-        forward, loss_fn = torch.compile(model), torch.compile(loss_fn)
-    kw = dict(mean=data.mean, std=data.std, dtype=DTYPES[config.dtype], amp=config.amp)
+        forward, loss_fn = torch.compile(forward), torch.compile(loss_fn)
+    amp, why = precision.choose(config.amp, device, config.dtype)
+    kw = dict(mean=data.mean, std=data.std, dtype=DTYPES[config.dtype], amp=amp)
     _say(config, f"{config.dataset}: MLP {'-'.join(map(str, model.sizes))} ({config.activation}, {config.impl} ops) "
-                 f"on {device} {config.dtype}{' +amp' if config.amp else ''}{' +compile' if config.compile else ''}, "
+                 f"on {device}{f' x {world.size} processes' if world.size > 1 else ''}, {config.dtype}"
+                 f"{' + bfloat16 autocast' if amp else ''} ({why}){' +compile' if config.compile else ''}, "
                  f"{config.epochs} epochs of {steps_per_epoch} steps -> {out}")
+    live = not config.quiet and sys.stderr.isatty()  # a redrawn bar for a terminal, one line per epoch for a log
 
     try:
         for epoch in range(progress.epoch + 1, config.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             with tqdm(total=steps_per_epoch * config.batch_size, desc=f"epoch {epoch}/{config.epochs}",
-                      unit="samples", unit_scale=True, disable=config.quiet, file=sys.stderr) as bar:
+                      unit="samples", unit_scale=True, disable=not live, file=sys.stderr) as bar:
                 train_loss, train_acc, seen = train_epoch(
                     forward, optimizer, scheduler, loss_fn, train, batch_size=config.batch_size,
-                    generator=generator, shift=config.shift, bar=None if config.quiet else bar, **kw)
+                    generator=generator, shift=config.shift, bar=bar if live else None, world=world, **kw)
                 train_s = time.perf_counter() - t0
                 if not math.isfinite(train_loss):
                     raise Diverged(
@@ -340,6 +378,10 @@ def run(config: Config, data=None) -> dict:
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                 "val_acc": val_acc, "lr": lr, "seconds": seconds, "samples_per_s": seen / train_s,
             })
+            if not live:
+                _say(config, f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}, train acc {train_acc:.2%}, "
+                             f"val loss {val_loss:.4f}, val acc {val_acc:.2%}, {seen / train_s:,.0f} samples/s, "
+                             f"{seconds:.1f} s")
             progress.epoch = epoch
             progress.train_s += seconds
             stop = progress.update_best(model, val_loss, config.patience)
@@ -363,6 +405,9 @@ def run(config: Config, data=None) -> dict:
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
+            "world_size": world.size,
+            "precision": "bfloat16 autocast" if amp else config.dtype,
+            "precision_reason": why,
             "impl": config.impl,
             "torch": torch.__version__,
             "config": dataclasses.asdict(config),
@@ -411,7 +456,9 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=d.device, help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
     g.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="parameter and data dtype")
     g.add_argument("--compile", action="store_true", help="torch.compile the model and the loss")
-    g.add_argument("--amp", action="store_true", help="bfloat16 autocast (needs --dtype float32)")
+    g.add_argument("--amp", choices=precision.AMP_MODES, nargs="?", const="on", default=d.amp,
+                   help="bfloat16 autocast: auto (where bfloat16 matrix products are native: CPUs with AVX512-BF16 "
+                        "or AMX, CUDA capability >= 8.0), on (--amp alone; needs --dtype float32) or off")
     g = p.add_argument_group("data and files")
     g.add_argument("--dataset", choices=nndata.DATASETS, default=d.dataset, help="dataset")
     g.add_argument("--data-dir", default=d.data_dir,
@@ -421,13 +468,21 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=d.out, help="run folder (default: a new runs/<time>-<impl>)")
     g.add_argument("--resume", default=d.resume, metavar="DIR",
                    help="continue the run in DIR from its checkpoint, with its saved config")
-    g.add_argument("--quiet", action="store_true", help="no progress bars, only the final line")
+    g.add_argument("--quiet", action="store_true",
+                   help="only the final line (otherwise a progress bar on a terminal, one line per epoch in a log)")
+    g.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="a named recipe that sets flag defaults (flags given explicitly still win): " +
+                        "; ".join(f"{name}: {' '.join(_as_flags(flags))}" for name, flags in PRESETS.items()) +
+                        " (docs/training.md)")
     return p
 
 
 def parse_args(argv=None) -> Config:
     """Command-line flags → Config; bad values exit with one line (parser.error)."""
     parser = make_parser()
+    preset = parser.parse_known_args(argv)[0].preset
+    if preset is not None:
+        parser.set_defaults(**PRESETS[preset])
     config = Config(**vars(parser.parse_args(argv)))
     if config.resume is None:  # a resumed run is checked against its saved config in run()
         try:
@@ -440,6 +495,7 @@ def parse_args(argv=None) -> Config:
 def main(argv=None) -> int:
     """``nnbasics-train``: returns 0, or raises SystemExit with a one-line message."""
     config = parse_args(argv)
+    main_process = distributed.from_environment().main
     with runs.sigterm_raises_keyboard_interrupt():
         try:
             summary = run(config)
@@ -452,16 +508,31 @@ def main(argv=None) -> int:
         except Interrupted as e:
             # 128 + SIGINT, the shell's code for Ctrl-C; the checkpoint is at an epoch boundary,
             # so the epoch that was cut short is redone from its start and the result is unchanged.
-            print(f"nnbasics-train: interrupted; the checkpoint after epoch {e.epoch} is in {e.run_dir}. "
-                  f"Resume with: python -m nnbasics.train --resume {e.run_dir}", file=sys.stderr)
+            if main_process:
+                print(f"nnbasics-train: interrupted; the checkpoint after epoch {e.epoch} is in {e.run_dir}. "
+                      f"Resume with: {_command()} --resume {e.run_dir}", file=sys.stderr)
             return 130
         except KeyboardInterrupt:
-            print("nnbasics-train: interrupted before the first checkpoint; nothing to resume", file=sys.stderr)
+            if main_process:
+                print("nnbasics-train: interrupted before the first checkpoint; nothing to resume", file=sys.stderr)
             return 130
+    if not main_process:
+        return 0
     out = summary["config"]["out"]
     print(f"test accuracy {summary['test_acc']:.2%} (loss {summary['test_loss']:.4f}) after "
           f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}; run saved in {out}")
     return 0
+
+
+def _as_flags(flags: dict) -> list:
+    """A preset's settings as the command-line flags that give them."""
+    return [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in flags.items()]
+
+
+def _command() -> str:
+    """How this process was started, for the resume hint: torchrun or plain python."""
+    world = distributed.from_environment()
+    return f"torchrun --nproc-per-node {world.size} -m nnbasics.train" if world.size > 1 else "python -m nnbasics.train"
 
 
 if __name__ == "__main__":
