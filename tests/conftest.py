@@ -1,8 +1,12 @@
 """Shared fixtures. ``device`` and ``impl`` run a test once per device and implementation; a
 parameter marked ``cuda`` is skipped where CUDA is not available, so test files never import
 from here: they ask for the fixture, or mark a CUDA-only parameter with ``pytest.mark.cuda``."""
+import os
+
 import pytest
 import torch
+
+import nnbasics.data as nndata
 
 from nnbasics.functional import IMPLS
 
@@ -37,3 +41,14 @@ def impl(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST splits from the cache (nnbasics.data fetches them once); skipped without them outside CI."""
+    try:
+        return nndata.load_splits("mnist", quiet=True)
+    except nndata.DataError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"MNIST is not available here: {e}")

@@ -15,7 +15,6 @@ import unittest.mock
 import pytest
 import torch
 
-import nnbasics.data as nndata
 import nnbasics.train as train
 from nnbasics import distributed
 from nnbasics.cli import ConfigError
@@ -23,16 +22,6 @@ from nnbasics.cli import ConfigError
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = ["--hidden", "32", "--dropout", "0", "--batch-size", "64", "--limit-train", "1024", "--dtype", "float64",
          "--shift", "2", "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    try:
-        return nndata.load_splits("mnist", quiet=True)
-    except nndata.DataError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"MNIST is not available here: {e}")
 
 
 def torchrun(*args, nproc=2, timeout=180):
