@@ -20,7 +20,8 @@ from . import precision
 from .nn import ACTIVATIONS, MLP
 from .cli import ConfigError, Parser, resolve_device
 from .runs import MODEL, SUMMARY
-from .train import DTYPES, EVAL_BATCH_SIZE
+from .config import DTYPES
+from .train import EVAL_BATCH_SIZE
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int = nndata.NUM_CLASSES) -> torch.Tensor:
