@@ -115,3 +115,42 @@ def test_each_process_trains_on_its_half_of_every_global_batch(tmp_path, mnist):
     for a, b, whole in zip(rank0, rank1, seen):
         assert len(a) == len(b) == 32  # each process half of the global batch of 64 ...
         assert torch.equal(torch.cat([a, b]), whole)  # ... and together exactly the one-process batch
+
+
+def _main_as_rank(rank, world_size, port, argv, interrupt_epoch, results):
+    """``train.main(argv)`` as process ``rank`` of a torchrun; Ctrl-C in epoch ``interrupt_epoch`` (0: never)."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    real_epoch, calls = train.train_epoch, []
+
+    def epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == interrupt_epoch:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    train.train_epoch = epoch
+    pathlib.Path(f"{results}-{rank}").write_text(str(train.main(argv)))
+
+
+def _torchrun_by_hand(tmp_path, argv, interrupt_epoch=0):
+    results = tmp_path / f"rc-{_free_port()}"
+    torch.multiprocessing.start_processes(_main_as_rank, args=(2, _free_port(), argv, interrupt_epoch, str(results)),
+                                          nprocs=2, start_method="spawn", join=True)
+    return [int(pathlib.Path(f"{results}-{rank}").read_text()) for rank in (0, 1)]
+
+
+def test_two_processes_interrupted_then_resumed_equal_a_straight_run(tmp_path, mnist):
+    """With dropout on: each process's own random stream is saved and restored too."""
+    flags = ["--hidden", "32", "--dropout", "0.2", "--batch-size", "64", "--limit-train", "1024", "--epochs", "2",
+             "--quiet"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _torchrun_by_hand(tmp_path, [*flags, "--out", str(straight)]) == [0, 0]
+    assert _torchrun_by_hand(tmp_path, [*flags, "--out", str(split)], interrupt_epoch=2) == [130, 130]
+    assert torch.load(split / "checkpoint.pt", weights_only=True)["progress"]["epoch"] == 1
+    assert not (split / "model.pt").exists()
+    assert _torchrun_by_hand(tmp_path, ["--resume", str(split), "--quiet"]) == [0, 0]
+    a, b = torch.load(straight / "model.pt", weights_only=True), torch.load(split / "model.pt", weights_only=True)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
