@@ -65,8 +65,8 @@ class Config:
 
 # Named recipes: --preset NAME sets these flag defaults (flags given explicitly still win).
 PRESETS = {
-    "fast": dict(epochs=5, batch_size=256, lr=0.1, shift=1),
-    "best": dict(hidden=[2048, 2048], epochs=40, dropout=0.3, shift=2),
+    "fast": dict(epochs=5, shift=1),  # the records: >= 98.5% in the fewest seconds
+    "best": dict(hidden=[2048, 2048], epochs=30, dropout=0.3),  # the best accuracy in about 5 minutes
 }
 
 
