@@ -342,9 +342,10 @@ def main(argv=None) -> int:
             return 130
     if not main_process:
         return 0
-    out = summary["config"]["out"]
+    out, world_size = summary["config"]["out"], summary["world_size"]
     print(f"test accuracy {summary['test_acc']:.2%} (loss {summary['test_loss']:.4f}) after "
-          f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}; run saved in {out}")
+          f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}"
+          f"{f' x {world_size} processes' if world_size > 1 else ''}; run saved in {out}")
     return 0
 
 
