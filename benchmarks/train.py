@@ -1,24 +1,28 @@
-"""Whole training, hand-written vs built-in: step time, memory saved for backward, time to 98%.
+"""Whole training, hand-written vs built-in: step time, memory saved for backward, time to 98% and 98.5%.
 
-    python -m benchmarks.train [--device cpu|cuda] [--impls builtin,custom,fused] [--batch-sizes 128,1024]
+    python -m benchmarks.train [--device cpu|cuda] [--impls custom,fused,builtin] [--precisions float32,bfloat16]
+                               [--batch-sizes 128,256,1024] [--preset NAME] [--targets 0.98,0.985]
                                [--no-compile] [--no-time-to-accuracy] [--quick] [--json F] [--markdown F]
 
 Three measurements of the MNIST MLP that ``python -m nnbasics.train`` trains, built by the
 training script's own ``build`` / ``train_step`` with its default config (784-1024-1024-10,
-ReLU, dropout 0.2, SGD with Nesterov momentum), changing only ``impl``:
+ReLU, dropout 0.2, SGD with Nesterov momentum) or a ``--preset``, changing only ``impl`` and
+the precision (``float32``, or ``bfloat16``: float32 parameters under bfloat16 autocast, as
+``--amp on`` trains; ``-bf16`` rows):
 
-1. **Step time** (forward, backward, optimiser step) at each batch size, for every impl eager
-   and, unless ``--no-compile``, under ``torch.compile`` (``-compiled`` rows; the time of the
-   first, compiling call is reported separately as ``compile_s``). All variants are timed in
-   alternating rounds (``benchmarks.common.time_alternately``) and compared with the built-in
-   eager step: ``ratio`` < 1 is faster.
-2. **Bytes saved for backward** by one forward at batch 128, excluding the parameters and
-   the batch (which exist anyway): ``total`` sums every saved tensor as autograd's
+1. **Step time** (forward, backward, optimiser step) at each batch size, for every impl and
+   precision eager and, unless ``--no-compile``, under ``torch.compile`` (``-compiled`` rows; the
+   time of the first, compiling call is reported separately as ``compile_s``). All variants are
+   timed in alternating rounds (``benchmarks.common.time_alternately``) and compared with the
+   built-in eager step of the same precision: ``ratio`` < 1 is faster.
+2. **Bytes saved for backward** by one float32 forward at batch 128, excluding the parameters
+   and the batch (which exist anyway): ``total`` sums every saved tensor as autograd's
    hooks see it (a tensor saved by two ops counts twice, as each op asks for it), ``unique``
    counts each storage once (what is really kept alive).
-3. **Time to 98% test accuracy**: the default recipe, trained epoch by epoch until the test
-   accuracy reaches the target; training time only (evaluation is not counted; the data is on
-   the device from the start); for compiled variants, compile time is reported separately.
+3. **Time to each target test accuracy** (the records): the recipe, trained epoch by epoch,
+   all variants in this one process; the training seconds until the end of the first epoch
+   whose test accuracy reaches the target (evaluation is not counted; the data is on the
+   device from the start); for compiled variants, compile time is reported separately.
 """
 import argparse
 import dataclasses
@@ -35,19 +39,24 @@ from benchmarks import common
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
+from nnbasics.nn import MLP_IMPLS
 
-IMPLS = ("builtin", "custom", "fused")
+
+PRECISIONS = ("float32", "bfloat16")
 
 
-def _variants(impls, compile_too):
-    out = [(impl, False) for impl in impls]
-    if compile_too:
-        out += [(impl, True) for impl in impls if impl != "fused"]  # compiled fused = compiled custom
+def _variants(impls, precisions, compile_too):
+    """[(impl, compiled, amp)]: every impl eager, then compiled (but fused: compiled fused = compiled custom)."""
+    out = []
+    for amp in (p == "bfloat16" for p in precisions):
+        out += [(impl, False, amp) for impl in impls]
+        if compile_too:
+            out += [(impl, True, amp) for impl in impls if impl != "fused"]
     return out
 
 
-def _name(impl, compiled):
-    return f"{impl}-compiled" if compiled else impl
+def _name(impl, compiled, amp=False):
+    return impl + ("-compiled" if compiled else "") + ("-bf16" if amp else "")
 
 
 def _setup(config, device, compiled):
@@ -63,15 +72,16 @@ def step_times(config, data, device, batch_size, variants, rounds, min_run_time)
     """Median seconds per training step of each variant, and the compile time of compiled ones."""
     x, y = next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
     fns, compile_s = {}, {}
-    for impl, compiled in variants:
+    for impl, compiled, amp in variants:
+        name = _name(impl, compiled, amp)
         model, optimizer, loss_fn = _setup(dataclasses.replace(config, impl=impl), device, compiled)
-        fns[_name(impl, compiled)] = lambda m=model, o=optimizer, f=loss_fn: nntrain.train_step(m, o, x, y, f)
+        fns[name] = lambda m=model, o=optimizer, f=loss_fn, a=amp: nntrain.train_step(m, o, x, y, f, amp=a)
         start = time.perf_counter()
-        fns[_name(impl, compiled)]()  # the first call compiles (and warms up the allocator)
+        fns[name]()  # the first call compiles (and warms up the allocator)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if compiled:
-            compile_s[_name(impl, compiled)] = time.perf_counter() - start
+            compile_s[name] = time.perf_counter() - start
     return common.time_alternately(fns, device, rounds=rounds, min_run_time=min_run_time), compile_s
 
 
@@ -86,8 +96,9 @@ def saved_bytes(config, data, device, impls, batch_size=128):
     return out
 
 
-def time_to_accuracy(config, data, device, impl, compiled, target, max_epochs):
-    """Train the default recipe until the test accuracy reaches ``target``; training seconds only."""
+def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epochs):
+    """Train the recipe until the test accuracy reaches every one of ``targets`` (or for ``max_epochs``);
+    the training seconds (and epochs) until each was first reached, None where it was not."""
     model, optimizer, scheduler = nntrain.build(dataclasses.replace(config, impl=impl), len(data.train) // config.batch_size, device)
     loss_fn = nntrain.make_loss(dataclasses.replace(config, impl=impl))
     compile_s = 0.0
@@ -96,40 +107,52 @@ def time_to_accuracy(config, data, device, impl, compiled, target, max_epochs):
         train_model, train_loss = torch.compile(model), torch.compile(loss_fn)
         x, y = next(nndata.batches(data.train, config.batch_size, mean=data.mean, std=data.std))
         start = time.perf_counter()
-        nntrain.train_step(train_model, optimizer, x, y, train_loss)
+        nntrain.train_step(train_model, optimizer, x, y, train_loss, amp=amp)
         compile_s = time.perf_counter() - start
         model.load_state_dict(state[0])
         optimizer.load_state_dict(state[1])
     else:
         train_model, train_loss = model, loss_fn
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    seconds, history = 0.0, []
+    seconds, history, reached = 0.0, [], {}
     for epoch in range(1, max_epochs + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         nntrain.train_epoch(train_model, optimizer, scheduler, train_loss, data.train, mean=data.mean, std=data.std,
-                            batch_size=config.batch_size, generator=generator, shift=config.shift)
+                            batch_size=config.batch_size, generator=generator, shift=config.shift, amp=amp)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
-        _, acc = nntrain.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std)
+        _, acc = nntrain.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std, amp=amp)
         history.append({"epoch": epoch, "train_s": round(seconds, 3), "test_acc": acc})
-        if acc >= target:
+        for target in targets:
+            if acc >= target and target not in reached:
+                reached[target] = {"train_s": seconds, "epochs": epoch}
+        if len(reached) == len(targets):
             break
-    return {"variant": _name(impl, compiled), "reached": history[-1]["test_acc"] >= target, "epochs": len(history),
-            "train_s": seconds, "compile_s": compile_s, "test_acc": history[-1]["test_acc"], "history": history}
+    return {"variant": _name(impl, compiled, amp), "impl": impl, "compiled": compiled,
+            "precision": "bfloat16" if amp else "float32", "epochs": len(history), "train_s": seconds,
+            "compile_s": compile_s, "test_acc": history[-1]["test_acc"], "best_acc": max(h["test_acc"] for h in history),
+            "targets": [{"target": t, **reached.get(t, {"train_s": None, "epochs": None})} for t in targets],
+            "history": history}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
                         help="device (default: cuda if usable, else cpu)")
-    parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
-    parser.add_argument("--batch-sizes", default="128,1024", help="batch sizes of the step timing (default: 128,1024)")
+    parser.add_argument("--impls", default=",".join(MLP_IMPLS), help=f"comma-separated subset of {','.join(MLP_IMPLS)}")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help=f"comma-separated subset of {','.join(PRECISIONS)} (bfloat16: float32 weights under "
+                             f"bfloat16 autocast)")
+    parser.add_argument("--batch-sizes", default="128,256,1024",
+                        help="batch sizes of the step timing (default: 128,256,1024)")
+    parser.add_argument("--preset", choices=tuple(nntrain.PRESETS), default=None,
+                        help="train this preset's recipe (default: the default one)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-time-to-accuracy", action="store_true", help="skip the time-to-accuracy runs")
-    parser.add_argument("--target", type=float, default=0.98, help="test accuracy to reach (default: 0.98)")
+    parser.add_argument("--targets", default="0.98,0.985", help="test accuracies to reach (default: 0.98,0.985)")
     parser.add_argument("--max-epochs", type=int, default=None, help="give up after this many epochs (default: the recipe's)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timed block (default: 1.0)")
@@ -141,14 +164,21 @@ def main(argv=None):
     if args.device == "cuda" and not common.cuda_usable():
         parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
     impls = args.impls.split(",")
-    if set(impls) - set(IMPLS):
-        parser.error(f"--impls: unknown {sorted(set(impls) - set(IMPLS))}; choose from {IMPLS}")
+    if set(impls) - set(MLP_IMPLS):
+        parser.error(f"--impls: unknown {sorted(set(impls) - set(MLP_IMPLS))}; choose from {MLP_IMPLS}")
+    precisions = args.precisions.split(",")
+    if set(precisions) - set(PRECISIONS):
+        parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
         parser.error(f"--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 128,1024")
+    try:
+        targets = sorted(float(t) for t in args.targets.split(","))
+    except ValueError:
+        parser.error(f"--targets {args.targets!r}: give comma-separated accuracies, e.g. 0.98,0.985")
     device = torch.device(args.device)
-    config = nntrain.Config(device=args.device, quiet=True)
+    config = nntrain.Config(device=args.device, quiet=True, **nntrain.PRESETS.get(args.preset, {}))
     if args.quick:
         config = dataclasses.replace(config, hidden=[64], epochs=1)
         batch_sizes, args.rounds, args.min_run_time = [128], 1, 0.05
@@ -160,12 +190,13 @@ def main(argv=None):
     if warning:
         print("warning:", warning, file=sys.stderr)
 
-    variants = _variants(impls, not args.no_compile)
+    variants = _variants(impls, precisions, not args.no_compile)
     steps = []
     for batch_size in batch_sizes:
         times, compile_s = step_times(config, data, device, batch_size, variants, args.rounds, args.min_run_time)
-        base = times.get("builtin")
-        for name, seconds in times.items():
+        for impl, compiled, amp in variants:
+            name, base = _name(impl, compiled, amp), times.get(_name("builtin", False, amp))
+            seconds = times[name]
             steps.append({"batch_size": batch_size, "variant": name, "step_ms": seconds * 1e3,
                           "samples_per_s": batch_size / seconds, "ratio": seconds / base if base else None,
                           "compile_s": compile_s.get(name)})
@@ -175,8 +206,8 @@ def main(argv=None):
                    "unique_ratio": u / saved["builtin"][1] if "builtin" in saved else None} for impl, (t, u) in saved.items()]
     accuracy = []
     if not args.no_time_to_accuracy:
-        for impl, compiled in variants:
-            accuracy.append(time_to_accuracy(config, data, device, impl, compiled, args.target,
+        for impl, compiled, amp in variants:
+            accuracy.append(time_to_accuracy(config, data, device, impl, compiled, amp, targets,
                                              args.max_epochs or config.epochs))
 
     lines = [f"# {env['command']}  ({env['device_name']}, torch {env['torch']}, {env['threads']} threads, {env['date']})",
@@ -189,12 +220,14 @@ def main(argv=None):
         lines.append(f"{r['impl']:<10} {r['total_bytes'] / 1024:>16.0f} {_fmt(r['total_ratio'], '.2f'):>11} "
                      f"{r['unique_bytes'] / 1024:>17.0f} {_fmt(r['unique_ratio'], '.2f'):>11}")
     if accuracy:
-        lines += ["", f"{'variant':<18} {'reached':>8} {'epochs':>7} {'train s':>8} {'compile s':>10} {'test acc':>9}"]
+        lines += ["", f"{'variant':<22}" + "".join(f"{f'to {t:.1%}: s':>14} {'epochs':>7}" for t in targets)
+                  + f" {'compile s':>10} {'best acc':>9}"]
         for r in accuracy:
-            lines.append(f"{r['variant']:<18} {str(r['reached']):>8} {r['epochs']:>7} {r['train_s']:>8.1f} "
-                         f"{r['compile_s']:>10.1f} {r['test_acc']:>9.4f}")
+            lines.append(f"{r['variant']:<22}" + "".join(f"{_fmt(t['train_s'], '.1f'):>14} {_fmt(t['epochs'], 'd'):>7}"
+                                                        for t in r["targets"])
+                         + f" {r['compile_s']:>10.1f} {r['best_acc']:>9.4f}")
     print("\n".join(lines))
-    result = {"environment": env, "config": dataclasses.asdict(config), "target": args.target,
+    result = {"environment": env, "config": dataclasses.asdict(config), "preset": args.preset, "targets": targets,
               "steps": steps, "saved": saved_rows, "time_to_accuracy": accuracy}
     if args.json:
         files.write_json(args.json, result, indent=1)
@@ -219,11 +252,15 @@ def markdown(result):
         out.append(f"| {r['impl']} | {r['total_bytes'] / 1024:.0f} | {_fmt(r['total_ratio'], '.2f')} | "
                    f"{r['unique_bytes'] / 1024:.0f} | {_fmt(r['unique_ratio'], '.2f')} |")
     if result["time_to_accuracy"]:
-        out += ["", f"| variant | reached {result['target']:.0%} | epochs | training s | compile s | test acc |",
-                "|---|---|---|---|---|---|"]
+        recipe = f"--preset {result['preset']}" if result.get("preset") else "the default recipe"
+        out += ["", f"Time to test accuracy, {recipe} (training seconds until the end of the first epoch that reaches "
+                f"it; '-': not reached in {result['config']['epochs']} epochs):", "",
+                "| variant | precision | " + " | ".join(f"to {t:.1%}: s (epochs)" for t in result["targets"])
+                + " | compile s | best test acc |", "|---|---|" + "---|" * len(result["targets"]) + "---|---|"]
         for r in result["time_to_accuracy"]:
-            out.append(f"| {r['variant']} | {r['reached']} | {r['epochs']} | {r['train_s']:.1f} | {r['compile_s']:.1f} | "
-                       f"{r['test_acc']:.4f} |")
+            cells = [f"{t['train_s']:.1f} ({t['epochs']})" if t["epochs"] else "-" for t in r["targets"]]
+            out.append(f"| {r['variant']} | {r['precision']} | " + " | ".join(cells)
+                       + f" | {r['compile_s']:.1f} | {r['best_acc']:.4f} |")
     return "\n".join(out) + "\n"
 
 

@@ -16,9 +16,12 @@ import sys
 import torch
 
 from . import data as nndata
+from . import precision
 from .nn import ACTIVATIONS, MLP
 from .cli import ConfigError, Parser, resolve_device
-from .train import DTYPES, EVAL_BATCH_SIZE, MODEL, SUMMARY
+from .runs import MODEL, SUMMARY
+from .config import DTYPES
+from .train import EVAL_BATCH_SIZE
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int = nndata.NUM_CLASSES) -> torch.Tensor:
@@ -27,10 +30,13 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int 
 
 
 @torch.no_grad()
-def predict(model, split, *, mean, std, batch_size=EVAL_BATCH_SIZE, dtype=torch.float32) -> torch.Tensor:
-    """Logits (N, 10) of ``model`` for every example of ``split``, in eval mode."""
+def predict(model, split, *, mean, std, batch_size=EVAL_BATCH_SIZE, dtype=torch.float32, amp=False) -> torch.Tensor:
+    """Logits (N, 10) of ``model`` for every example of ``split``, in eval mode (under bfloat16 autocast with amp)."""
     model.eval()
-    return torch.cat([model(x) for x, _ in nndata.batches(split, batch_size, mean=mean, std=std, dtype=dtype)])
+    device = split.labels.device
+    with precision.autocast(device, amp):
+        logits = [model(x) for x, _ in nndata.batches(split, batch_size, mean=mean, std=std, dtype=dtype)]
+    return torch.cat(logits).float()
 
 
 def _linear_layers(state_dict: dict):
@@ -95,6 +101,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="dataset (default: from summary.json, else mnist)")
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (default: the cache)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", choices=precision.AMP_MODES, default=None,
+                   help="bfloat16 autocast, as nnbasics.train chooses it (default: the run's --amp from "
+                        "summary.json, else auto)")
     p.add_argument("--quiet", action="store_true", help="no data-loading messages")
     return p
 
@@ -113,7 +122,11 @@ def main(argv=None) -> int:
     dtype = DTYPES[config.get("dtype", "float32")]
     model = model.to(device=device, dtype=dtype)
     mean, std = nndata.NORMALIZATION[dataset]
-    logits = predict(model, test, mean=mean, std=std, dtype=dtype)
+    # The precision the run chose (--amp auto decides again, on this machine), so a run's test
+    # accuracy is reproduced here; runs of earlier versions saved --amp as true/false.
+    amp_mode = args.amp or {True: "on", False: "off"}.get(config.get("amp"), config.get("amp", "auto"))
+    amp, _ = precision.choose(amp_mode, device, config.get("dtype", "float32"))
+    logits = predict(model, test, mean=mean, std=std, dtype=dtype, amp=amp)
     loss = torch.nn.functional.cross_entropy(logits, test.labels).item()
     pred = logits.argmax(1)
     correct = int((pred == test.labels).sum())

@@ -1,7 +1,7 @@
 """Train an MLP on MNIST with the hand-written ops: ``python -m nnbasics.train --help``.
 
 Laid out like pytorch/examples' ``mnist/main.py``: argparse flags become a
-``Config``, ``train_epoch()`` and ``evaluate()`` are plain functions, ``run()``
+``Config`` (``nnbasics.config``: the flags, their checks and the presets), ``train_epoch()`` and ``evaluate()`` are plain functions, ``run()``
 wires them together and ``main()`` adds the command line around ``run()``.
 The whole dataset is moved to the device once and batched there
 (``nnbasics.data.batches``), so a step is a handful of tensor ops and no
@@ -16,90 +16,32 @@ Pieces meant for reuse (the benchmarks use them):
     train_epoch(...), evaluate(...)  -> one pass over a split
     run(config, data=None)           -> summary dict
 
-What a run leaves in its folder (``--out``, default ``runs/<time>-<impl>``):
-
-    metrics.jsonl   one JSON object per epoch (losses, accuracies, lr, speed)
-    summary.json    test loss/accuracy, best epoch, wall time, device, impl, config
-    model.pt        a state_dict that loads into nnbasics.nn.MLP(..., impl="builtin")
-    checkpoint.pt   everything needed to resume exactly, rewritten every epoch
-    curves.png      loss and accuracy against epoch (if matplotlib is installed)
-
-Every file is written to a temporary file first and renamed into place, so an
-interrupted run never leaves half a file behind.
+What a run leaves in its folder and how ``--resume`` continues it exactly:
+``nnbasics.runs``. The precision (``--amp``): ``nnbasics.precision``. Several
+processes under torchrun: ``nnbasics.distributed``. The presets and every
+measured time: docs/training.md.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
-import datetime
 import functools
-import json
 import math
 import pathlib
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as TF
 from tqdm import tqdm
 
 from . import data as nndata
-from . import files
+from . import distributed, precision, runs
 from . import functional as F
-from .cli import ConfigError, Parser, resolve_device
-from .nn import ACTIVATIONS, MLP
+from .cli import ConfigError, resolve_device
+from .config import DTYPES, PRESETS, Config, check_config, parse_args  # noqa: F401 (re-exported: train.PRESETS)
+from .nn import MLP
 
-IMPLS = ("custom", "fused", "builtin")
-SCHEDULES = ("onecycle", "cosine", "step", "constant")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EVAL_BATCH_SIZE = 2500  # evaluation keeps no activations for backward, so it takes big batches
-CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES = "checkpoint.pt", "metrics.jsonl", "summary.json", "model.pt", "curves.png"
-# What --resume may change: where the data is and how chatty the run is. Everything
-# else comes from the checkpoint, or the run would not continue exactly.
-RESUME_MAY_CHANGE = ("resume", "out", "quiet", "data_dir")
-
-
-@dataclass
-class Config:
-    """Everything a run depends on: the parsed command-line flags, and their defaults.
-
-    The defaults train 784-1024-1024-10 to >= 98.5% test accuracy on MNIST in
-    about 1.5 minutes on a 2-core CPU (see README / benchmarks).
-    """
-
-    # model
-    hidden: list = field(default_factory=lambda: [1024, 1024])
-    activation: str = "relu"
-    dropout: float = 0.2
-    init: str = "kaiming"
-    impl: str = "custom"
-    # optimisation
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    shift: int = 2
-    schedule: str = "onecycle"
-    epochs: int = 12
-    batch_size: int = 256
-    patience: int = 0
-    seed: int = 0
-    # machine
-    device: str = "auto"
-    dtype: str = "float32"
-    compile: bool = False
-    amp: bool = False
-    # data and files
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    limit_train: int | None = None
-    out: str | None = None
-    resume: str | None = None
-    quiet: bool = False
 
 
 class Diverged(RuntimeError):
@@ -112,52 +54,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, run_dir, epoch):
         super().__init__(f"interrupted after epoch {epoch}; checkpoint in {run_dir}")
         self.run_dir, self.epoch = run_dir, epoch
-
-
-# --------------------------------------------------------------------------- configuration
-
-def check_config(config: Config) -> None:
-    """Raise ConfigError, naming the flag, for values that cannot work."""
-    def bad(flag, value, what):
-        raise ConfigError(f"{flag} {value}: {what}")
-
-    if not config.hidden or min(config.hidden) < 1:
-        bad("--hidden", " ".join(map(str, config.hidden)), "give one or more layer widths, each >= 1")
-    if config.activation not in ACTIVATIONS:
-        bad("--activation", config.activation, f"unknown activation; use one of {', '.join(ACTIVATIONS)}")
-    if config.impl not in IMPLS:
-        bad("--impl", config.impl, f"unknown implementation; use one of {', '.join(IMPLS)}")
-    if config.schedule not in SCHEDULES:
-        bad("--schedule", config.schedule, f"unknown schedule; use one of {', '.join(SCHEDULES)}")
-    if config.dtype not in DTYPES:
-        bad("--dtype", config.dtype, f"unknown dtype; use one of {', '.join(DTYPES)}")
-    if config.dataset not in nndata.DATASETS:
-        bad("--dataset", config.dataset, f"unknown dataset; use one of {', '.join(nndata.DATASETS)}")
-    if not 0 <= config.dropout < 1:
-        bad("--dropout", config.dropout, "must be in [0, 1)")
-    if not config.lr >= 0:  # also catches NaN
-        bad("--lr", config.lr, "the learning rate must be >= 0 (a negative one climbs the loss)")
-    if not 0 <= config.momentum < 1:
-        bad("--momentum", config.momentum, "must be in [0, 1)")
-    if config.nesterov and config.momentum == 0:
-        bad("--momentum", config.momentum, "Nesterov momentum needs --momentum > 0 (or pass --no-nesterov)")
-    if not config.weight_decay >= 0:
-        bad("--weight-decay", config.weight_decay, "must be >= 0")
-    if not 0 <= config.label_smoothing <= 1:
-        bad("--label-smoothing", config.label_smoothing, "must be in [0, 1]")
-    if not 0 <= config.shift <= 8:
-        bad("--shift", config.shift, "must be in 0..8 pixels (0 turns the random shifts off)")
-    if config.epochs < 1:
-        bad("--epochs", config.epochs, "must be >= 1")
-    if config.batch_size < 1:
-        bad("--batch-size", config.batch_size, "must be a positive integer, e.g. 256")
-    if config.patience < 0:
-        bad("--patience", config.patience, "must be >= 0 (0 turns early stopping off)")
-    if config.limit_train is not None and config.limit_train < config.batch_size:
-        bad("--limit-train", config.limit_train, f"must be at least one batch (--batch-size {config.batch_size})")
-    if config.amp and config.dtype != "float32":
-        bad("--amp", f"with --dtype {config.dtype}", "bfloat16 autocast starts from float32; drop one of them")
-    resolve_device(config.device)
 
 
 # --------------------------------------------------------------------------- model, loss, optimiser
@@ -196,10 +92,6 @@ def make_loss(config: Config):
     return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl)
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
-
-
 # --------------------------------------------------------------------------- one step, one epoch
 
 def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
@@ -209,7 +101,7 @@ def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
     (``.item()``) would make the CPU wait for a GPU, so the caller sums them
     and reads the sums once per epoch.
     """
-    with _autocast(x.device, amp):
+    with precision.autocast(x.device, amp):
         logits = model(x)
         loss = loss_fn(logits, y)
     optimizer.zero_grad(set_to_none=True)
@@ -219,9 +111,10 @@ def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
 
 
 def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch_size, generator,
-                dtype=torch.float32, amp=False, shift=0, bar=None):
+                dtype=torch.float32, amp=False, shift=0, bar=None, world=distributed.World()):
     """One pass over ``split`` in a fresh random order, each image moved by up to
-    ``shift`` pixels (order and shifts drawn from ``generator``).
+    ``shift`` pixels (order and shifts drawn from ``generator``). Under torchrun,
+    ``batch_size`` is the global batch and this process trains on its shard of it.
 
     The last incomplete batch is dropped: every step then has the same shape,
     which keeps torch.compile from recompiling and the timing even.
@@ -237,6 +130,7 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
     for step, (x, y) in enumerate(nndata.batches(split, batch_size, mean=mean, std=std, shuffle=True,
                                                  generator=generator, drop_last=True, dtype=dtype)):
         x = nndata.random_shift(x, shift, -mean / std, generator)
+        x, y = distributed.shard(world, x, y)
         loss, n_correct = train_step(model, optimizer, x, y, loss_fn, amp=amp)
         scheduler.step()
         loss_sum += loss * len(y)
@@ -246,6 +140,8 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
             bar.update(len(y))
             if live and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
+    distributed.all_sum(world, loss_sum, correct)
+    seen *= world.size
     return loss_sum.item() / seen, correct.item() / seen, seen
 
 
@@ -257,126 +153,11 @@ def evaluate(model, split, loss_fn, *, mean, std, batch_size=EVAL_BATCH_SIZE, dt
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for x, y in nndata.batches(split, batch_size, mean=mean, std=std, dtype=dtype):
-        with _autocast(device, amp):
+        with precision.autocast(device, amp):
             logits = model(x)
             loss_sum += loss_fn(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return loss_sum.item() / len(split), correct.item() / len(split)
-
-
-# --------------------------------------------------------------------------- files
-
-def _cpu_state_dict(model) -> dict:
-    """The model's weights on the CPU, detached: loadable anywhere, by a plain torch.nn MLP too."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def new_run_dir(config: Config) -> pathlib.Path:
-    """runs/<YYYYmmdd-HHMMSS>-<impl>, made unique with a suffix if that folder exists."""
-    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{config.impl}"
-    for i in range(1000):
-        path = pathlib.Path("runs") / (stem if i == 0 else f"{stem}-{i}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"--out: could not create a new folder under runs/ named {stem}; pass --out DIR")
-
-
-def plot_curves(history: list, path) -> bool:
-    """Loss and accuracy against epoch, train and validation. False if matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        return False
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in ("train", "val"):
-        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
-        ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in history], marker="o", label=split)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-@dataclass
-class Progress:
-    """Where a run stands after ``epoch`` finished epochs (saved in the checkpoint)."""
-
-    epoch: int = 0
-    history: list = field(default_factory=list)  # the metrics.jsonl records so far
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best one, for early stopping
-    best_weights: dict | None = None  # only kept with --patience
-    train_s: float = 0.0  # seconds spent in epochs, over all sessions
-
-
-def rng_states(device: torch.device, generator: torch.Generator) -> dict:
-    """Every random stream a run draws from: init and dropout (torch's CPU and CUDA
-    generators) and the batch order (the data generator)."""
-    states = {"torch": torch.get_rng_state(), "data": generator.get_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def set_rng_states(states: dict, device: torch.device, generator: torch.Generator) -> None:
-    torch.set_rng_state(states["torch"])
-    generator.set_state(states["data"])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
-def save_checkpoint(path, config, model, optimizer, scheduler, generator, progress: Progress, device) -> None:
-    files.torch_save({
-        "config": dataclasses.asdict(config),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_states(device, generator),
-        "progress": dataclasses.asdict(progress),
-    }, path)
-
-
-def load_checkpoint(run_dir) -> dict:
-    """The checkpoint of a run folder, or ConfigError saying why there is none."""
-    path = pathlib.Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file: say so in one line
-        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({type(e).__name__}: {e})") from None
-
-
-def resume_config(config: Config, checkpoint: dict) -> Config:
-    """The saved config of the run being resumed; only RESUME_MAY_CHANGE may differ from it."""
-    saved = Config(**checkpoint["config"])
-    defaults = Config()
-    for f in dataclasses.fields(Config):
-        new = getattr(config, f.name)
-        if f.name in RESUME_MAY_CHANGE:
-            continue
-        if new != getattr(defaults, f.name) and new != getattr(saved, f.name):
-            flag = "--" + f.name.replace("_", "-")
-            raise ConfigError(f"{flag} {new}: a resumed run keeps its saved config ({flag} "
-                              f"{getattr(saved, f.name)}); start a new run to change it")
-    return dataclasses.replace(saved, resume=config.resume, out=config.resume, quiet=config.quiet,
-                               data_dir=config.data_dir)
 
 
 # --------------------------------------------------------------------------- a whole run
@@ -399,58 +180,68 @@ def run(config: Config, data=None) -> dict:
     Raises ConfigError for bad settings, Diverged for a NaN/inf loss,
     nnbasics.data.DataError for data problems and Interrupted (a KeyboardInterrupt)
     on Ctrl-C; in every case the last checkpoint stays usable with ``--resume``.
+    Under torchrun each process calls run(); rank 0 alone prints and writes.
     """
     started = time.perf_counter()
+    world = distributed.from_environment()
     checkpoint = None
     if config.resume:
-        checkpoint = load_checkpoint(config.resume)
-        config = resume_config(config, checkpoint)
+        checkpoint = runs.load_checkpoint(config.resume)
+        config = runs.resume_config(config, checkpoint)
     check_config(config)
-    device = resolve_device(config.device)
+    distributed.check_batch_size(world, config.batch_size)
+    device = distributed.device_for(world, resolve_device(config.device))
+    distributed.start(world, device)
+    try:
+        return _run(config, data, checkpoint, world, device, started)
+    finally:
+        distributed.stop(world)
+
+
+def _run(config, data, checkpoint, world, device, started) -> dict:
+    if not world.main:  # rank 0 alone prints
+        config = dataclasses.replace(config, quiet=True)
     if data is None:
-        data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
+        with distributed.main_first(world):  # rank 0 fills the cache, if it is empty
+            data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
     train = data.train if config.limit_train is None else _first(data.train, config.limit_train)
     steps_per_epoch = len(train) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch-size {config.batch_size}: larger than the {len(train)} training examples")
 
     model, optimizer, scheduler = build(config, steps_per_epoch, device)
+    if world.rank:  # each process its own dropout masks (rank 0 keeps the one-process stream)
+        torch.manual_seed(config.seed + world.rank)
     generator = torch.Generator(device).manual_seed(config.seed)  # the batch order; dropout uses torch's RNG
-    out = pathlib.Path(config.out) if config.out else new_run_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
+    out = config.out or (str(runs.new_run_dir(config.impl)) if world.main else None)
+    out = pathlib.Path(distributed.from_main(world, out))  # the folder rank 0 named
     config = dataclasses.replace(config, out=str(out))
-    run_state = (config, model, optimizer, scheduler, generator)
-    progress = Progress()
-    if checkpoint is None:
-        save_checkpoint(out / CHECKPOINT, *run_state, progress, device)  # so that Ctrl-C always has one
-    else:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_states(checkpoint["rng"], device, generator)
-        progress = Progress(**checkpoint["progress"])
+    record = runs.Record(out, config, model, optimizer, scheduler, generator, device, world)
+    progress = record.restore(checkpoint)
+    if checkpoint is not None:
         _say(config, f"resuming {out} after epoch {progress.epoch}/{config.epochs}")
-    # Rewritten whole from the checkpoint's history (it is tiny), so the two always agree.
-    files.write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
 
     loss_fn = make_loss(config)
-    forward = model
+    forward = distributed.wrap(model, world, device)
     if config.compile:  # the compiled wrapper shares model's parameters; model.pt is saved from model
-        forward, loss_fn = torch.compile(model), torch.compile(loss_fn)
-    kw = dict(mean=data.mean, std=data.std, dtype=DTYPES[config.dtype], amp=config.amp)
+        forward, loss_fn = torch.compile(forward), torch.compile(loss_fn)
+    amp, why = precision.choose(config.amp, device, config.dtype)
+    kw = dict(mean=data.mean, std=data.std, dtype=DTYPES[config.dtype], amp=amp)
     _say(config, f"{config.dataset}: MLP {'-'.join(map(str, model.sizes))} ({config.activation}, {config.impl} ops) "
-                 f"on {device} {config.dtype}{' +amp' if config.amp else ''}{' +compile' if config.compile else ''}, "
+                 f"on {device}{f' x {world.size} processes' if world.size > 1 else ''}, {config.dtype}"
+                 f"{' + bfloat16 autocast' if amp else ''} ({why}){' +compile' if config.compile else ''}, "
                  f"{config.epochs} epochs of {steps_per_epoch} steps -> {out}")
+    live = not config.quiet and sys.stderr.isatty()  # a redrawn bar for a terminal, one line per epoch for a log
 
     try:
         for epoch in range(progress.epoch + 1, config.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             with tqdm(total=steps_per_epoch * config.batch_size, desc=f"epoch {epoch}/{config.epochs}",
-                      unit="samples", unit_scale=True, disable=config.quiet, file=sys.stderr) as bar:
+                      unit="samples", unit_scale=True, disable=not live, file=sys.stderr) as bar:
                 train_loss, train_acc, seen = train_epoch(
                     forward, optimizer, scheduler, loss_fn, train, batch_size=config.batch_size,
-                    generator=generator, shift=config.shift, bar=None if config.quiet else bar, **kw)
+                    generator=generator, shift=config.shift, bar=bar if live else None, world=world, **kw)
                 train_s = time.perf_counter() - t0
                 if not math.isfinite(train_loss):
                     raise Diverged(
@@ -464,11 +255,14 @@ def run(config: Config, data=None) -> dict:
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                 "val_acc": val_acc, "lr": lr, "seconds": seconds, "samples_per_s": seen / train_s,
             })
+            if not live:
+                _say(config, f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}, train acc {train_acc:.2%}, "
+                             f"val loss {val_loss:.4f}, val acc {val_acc:.2%}, {seen / train_s:,.0f} samples/s, "
+                             f"{seconds:.1f} s")
             progress.epoch = epoch
             progress.train_s += seconds
-            stop = _early_stopping(progress, model, val_loss, config.patience)
-            save_checkpoint(out / CHECKPOINT, *run_state, progress, device)
-            files.write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in progress.history))
+            stop = progress.update_best(model, val_loss, config.patience)
+            record.save(progress)
             if stop:
                 _say(config, f"early stopping: no better validation loss for {config.patience} epochs")
                 break
@@ -484,126 +278,31 @@ def run(config: Config, data=None) -> dict:
             "stopped_early": progress.epoch < config.epochs,
             "wall_s": time.perf_counter() - started,
             "train_s": progress.train_s,
-            "compile_s": _compile_seconds(progress.history) if config.compile else None,
+            "compile_s": progress.compile_seconds() if config.compile else None,
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
+            "world_size": world.size,
+            "precision": "bfloat16 autocast" if amp else config.dtype,
+            "precision_reason": why,
             "impl": config.impl,
             "torch": torch.__version__,
             "config": dataclasses.asdict(config),
         }
-        files.torch_save(_cpu_state_dict(model), out / MODEL)
-        files.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
-        if not plot_curves(progress.history, out / CURVES):
+        if not record.finish(summary, progress):
             _say(config, "matplotlib is not installed, so no curves.png (pip install matplotlib)")
     except KeyboardInterrupt:
         raise Interrupted(out, progress.epoch) from None
     return summary
 
 
-def _compile_seconds(history: list):
-    """Compiling happens during the first epoch: its excess over the median of the later ones."""
-    if len(history) < 2:
-        return None
-    later = sorted(r["seconds"] for r in history[1:])
-    return max(history[0]["seconds"] - later[len(later) // 2], 0.0)
-
-
-def _early_stopping(progress: Progress, model, val_loss: float, patience: int) -> bool:
-    """Track the best validation loss; True when ``patience`` epochs in a row did not beat it."""
-    if val_loss < progress.best_val_loss:
-        progress.best_val_loss, progress.best_epoch, progress.bad_epochs = val_loss, progress.epoch, 0
-        if patience:
-            progress.best_weights = _cpu_state_dict(model)
-        return False
-    progress.bad_epochs += 1
-    return patience > 0 and progress.bad_epochs >= patience
-
-
 # --------------------------------------------------------------------------- command line
-
-def make_parser() -> argparse.ArgumentParser:
-    d = Config()
-    p = Parser(prog="nnbasics-train", description="Train an MLP on MNIST with the hand-written ops of nnbasics.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=int, nargs="+", default=d.hidden, metavar="N", help="hidden layer widths")
-    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="activation after each hidden layer")
-    g.add_argument("--dropout", type=float, default=d.dropout, help="dropout probability after each activation")
-    g.add_argument("--init", choices=("kaiming", "xavier", "torch"), default=d.init,
-                   help="weight init (torch = PyTorch's default Kaiming-uniform with a=sqrt(5))")
-    g.add_argument("--impl", choices=IMPLS, default=d.impl,
-                   help="ops: custom (nnbasics.ops), fused (nnbasics.fused) or builtin (torch.nn); "
-                        "the same seed gives every impl the same initial weights and batches")
-    g = p.add_argument_group("optimisation (torch.optim.SGD)")
-    g.add_argument("--lr", type=float, default=d.lr, help="learning rate (the peak one for onecycle)")
-    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov, help="Nesterov momentum")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
-    g.add_argument("--shift", type=int, default=d.shift, metavar="PIXELS",
-                   help="data augmentation: move each training image by a random offset of up to this many "
-                        "pixels in each direction (0: off)")
-    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
-                   help="learning-rate schedule, stepped every batch: onecycle (warm-up over 30%% then cosine), "
-                        "cosine (to 0), step (x0.1 at 50%% and 75%%), constant")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    g.add_argument("--patience", type=int, default=d.patience,
-                   help="stop after this many epochs without a better validation loss and restore the best "
-                        "weights (0: off)")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed for init, dropout and batch order")
-    g = p.add_argument_group("machine")
-    g.add_argument("--device", default=d.device, help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
-    g.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="parameter and data dtype")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model and the loss")
-    g.add_argument("--amp", action="store_true", help="bfloat16 autocast (needs --dtype float32)")
-    g = p.add_argument_group("data and files")
-    g.add_argument("--dataset", choices=nndata.DATASETS, default=d.dataset, help="dataset")
-    g.add_argument("--data-dir", default=d.data_dir,
-                   help=f"folder with the IDX files (default: the cache, {nndata.cache_dir()}, filled on first use)")
-    g.add_argument("--limit-train", type=int, default=d.limit_train, metavar="N",
-                   help="train on the first N training examples only (quick tests)")
-    g.add_argument("--out", default=d.out, help="run folder (default: a new runs/<time>-<impl>)")
-    g.add_argument("--resume", default=d.resume, metavar="DIR",
-                   help="continue the run in DIR from its checkpoint, with its saved config")
-    g.add_argument("--quiet", action="store_true", help="no progress bars, only the final line")
-    return p
-
-
-def parse_args(argv=None) -> Config:
-    """Command-line flags → Config; bad values exit with one line (parser.error)."""
-    parser = make_parser()
-    config = Config(**vars(parser.parse_args(argv)))
-    if config.resume is None:  # a resumed run is checked against its saved config in run()
-        try:
-            check_config(config)
-        except ConfigError as e:
-            parser.error(str(e))
-    return config
-
-
-@contextlib.contextmanager
-def _sigterm_raises_keyboard_interrupt():
-    """Let ``kill`` (SIGTERM) stop a run the way Ctrl-C does, so both save and explain how to resume."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
 
 def main(argv=None) -> int:
     """``nnbasics-train``: returns 0, or raises SystemExit with a one-line message."""
     config = parse_args(argv)
-    with _sigterm_raises_keyboard_interrupt():
+    main_process = distributed.from_environment().main
+    with runs.sigterm_raises_keyboard_interrupt():
         try:
             summary = run(config)
         except ConfigError as e:
@@ -615,16 +314,27 @@ def main(argv=None) -> int:
         except Interrupted as e:
             # 128 + SIGINT, the shell's code for Ctrl-C; the checkpoint is at an epoch boundary,
             # so the epoch that was cut short is redone from its start and the result is unchanged.
-            print(f"nnbasics-train: interrupted; the checkpoint after epoch {e.epoch} is in {e.run_dir}. "
-                  f"Resume with: python -m nnbasics.train --resume {e.run_dir}", file=sys.stderr)
+            if main_process:
+                print(f"nnbasics-train: interrupted; the checkpoint after epoch {e.epoch} is in {e.run_dir}. "
+                      f"Resume with: {_command()} --resume {e.run_dir}", file=sys.stderr)
             return 130
         except KeyboardInterrupt:
-            print("nnbasics-train: interrupted before the first checkpoint; nothing to resume", file=sys.stderr)
+            if main_process:
+                print("nnbasics-train: interrupted before the first checkpoint; nothing to resume", file=sys.stderr)
             return 130
-    out = summary["config"]["out"]
+    if not main_process:
+        return 0
+    out, world_size = summary["config"]["out"], summary["world_size"]
     print(f"test accuracy {summary['test_acc']:.2%} (loss {summary['test_loss']:.4f}) after "
-          f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}; run saved in {out}")
+          f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}"
+          f"{f' x {world_size} processes' if world_size > 1 else ''}; run saved in {out}")
     return 0
+
+
+def _command() -> str:
+    """How this process was started, for the resume hint: torchrun or plain python."""
+    world = distributed.from_environment()
+    return f"torchrun --nproc-per-node {world.size} -m nnbasics.train" if world.size > 1 else "python -m nnbasics.train"
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Shared fixtures. ``device`` and ``impl`` run a test once per device and implementation; a
 parameter marked ``cuda`` is skipped where CUDA is not available, so test files never import
 from here: they ask for the fixture, or mark a CUDA-only parameter with ``pytest.mark.cuda``."""
+import os
+
 import pytest
 import torch
 
+import nnbasics.data as nndata
 from nnbasics.functional import IMPLS
 
 CUDA = torch.cuda.is_available()
@@ -56,3 +59,14 @@ def synthetic():
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = (ids % 10).to(torch.uint8)
     return arrays
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST splits from the cache (nnbasics.data fetches them once); skipped without them outside CI."""
+    try:
+        return nndata.load_splits("mnist", quiet=True)
+    except nndata.DataError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"MNIST is not available here: {e}")

@@ -114,7 +114,8 @@ def test_quick_training_benchmark(device, tmp_path):
     argv = ["--quick", "--no-compile", "--device", device, "--json", str(out_json), "--markdown", str(out_md)]
     assert bench_train.main(argv) == 0
     result = json.loads(out_json.read_text())
-    assert {r["variant"] for r in result["steps"]} == {"builtin", "custom", "fused"}
+    assert {r["variant"] for r in result["steps"]} == {"builtin", "custom", "fused",
+                                                       "builtin-bf16", "custom-bf16", "fused-bf16"}
     for r in result["steps"]:
         assert r["step_ms"] > 0 and math.isfinite(r["ratio"])
     saved = {r["impl"]: r for r in result["saved"]}
@@ -125,7 +126,9 @@ def test_quick_training_benchmark(device, tmp_path):
     assert saved["custom"]["total_bytes"] < saved["builtin"]["total_bytes"]
     # relu's mask, dropout's mask, dropout's output (saved by the next linear), the logits (by cross_entropy)
     assert saved["custom"]["total_bytes"] == b * h + b * h + 4 * b * h + 4 * b * 10
-    assert [r["epochs"] for r in result["time_to_accuracy"]] == [1, 1, 1]
+    assert [r["epochs"] for r in result["time_to_accuracy"]] == [1] * 6
+    assert {r["precision"] for r in result["time_to_accuracy"]} == {"float32", "bfloat16"}
+    assert [t["target"] for t in result["time_to_accuracy"][0]["targets"]] == [0.98, 0.985]
     assert result["environment"]["command"].startswith("python -m benchmarks.train")
     assert "| variant |" in out_md.read_text()
 

@@ -4,8 +4,8 @@ Runs are small (a few dozen hidden units, a subset of the training set) except
 where the real data is the point. They use the real MNIST from the cache
 (nnbasics.data fetches it once); without it and outside CI they are skipped.
 """
+import io
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -22,16 +22,6 @@ from nnbasics.nn import MLP
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING_KEYS = {"seconds", "samples_per_s"}  # the only metrics allowed to differ between identical runs
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    try:
-        return nndata.load_splits("mnist", quiet=True)
-    except nndata.DataError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"MNIST is not available here: {e}")
 
 
 def small(tmp_path, name="run", **overrides) -> train.Config:
@@ -86,13 +76,6 @@ def test_model_pt_loads_into_plain_torch_nn(tmp_path, mnist):
         torch.nn.Linear(16, 10),
     )
     plain.load_state_dict(state)  # strict: same keys, same shapes
-
-
-def test_without_matplotlib_no_curves_and_no_crash(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    assert train.plot_curves([{"epoch": 1, "train_loss": 1, "val_loss": 1, "train_acc": 0.5, "val_acc": 0.5}],
-                             tmp_path / "curves.png") is False
-    assert not (tmp_path / "curves.png").exists()
 
 
 # --------------------------------------------------------------------------- the same seed, two implementations
@@ -280,3 +263,49 @@ def test_confusion_matrix_counts_pairs():
 def test_one_epoch_on_real_mnist_reaches_95_percent(tmp_path, mnist):
     summary = train.run(train.Config(hidden=[256], epochs=1, quiet=True, out=str(tmp_path / "run")), data=mnist)
     assert summary["test_acc"] >= 0.95, summary["test_acc"]
+
+
+# --------------------------------------------------------------------------- output and presets
+
+def test_a_log_gets_one_line_per_epoch(tmp_path, mnist, capsys):
+    """stderr is not a terminal here (pytest captures it): no bar redrawn with carriage returns."""
+    train.run(small(tmp_path, epochs=3, quiet=False), data=mnist)
+    err = capsys.readouterr().err
+    assert "\r" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 + 3, lines  # the start line, then one per epoch
+    for epoch, line in enumerate(lines[1:], start=1):
+        assert line.startswith(f"epoch {epoch}/3: loss ")
+        for word in ("train acc", "val loss", "val acc", "samples/s"):
+            assert word in line, line
+
+
+def test_a_terminal_gets_the_live_bar(tmp_path, mnist, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train.run(small(tmp_path, epochs=2, quiet=False), data=mnist)
+    text = terminal.getvalue()
+    assert "\r" in text and "epoch 2/2" in text and "samples/s" in text
+    assert "epoch 1/2: loss" not in text  # no log lines on a terminal
+
+
+def test_a_preset_sets_defaults_and_explicit_flags_win():
+    fast = train.parse_args(["--preset", "fast"])
+    for name, value in train.PRESETS["fast"].items():
+        assert getattr(fast, name) == value, name
+    assert fast.preset == "fast"
+    assert train.parse_args(["--preset", "fast", "--epochs", "7"]).epochs == 7
+    assert train.parse_args(["--epochs", "7", "--preset", "fast"]).epochs == 7
+    assert train.parse_args([]).epochs == train.Config().epochs
+
+
+def test_unknown_preset_exits_with_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--preset", "fastest"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fastest" in err

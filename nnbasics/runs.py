@@ -1,0 +1,255 @@
+"""A training run's record on disk: its folder, metrics, summary, curves, checkpoint and resume.
+
+What a run leaves in its folder (``--out``, default ``runs/<time>-<impl>``):
+
+    metrics.jsonl   one JSON object per epoch (losses, accuracies, lr, speed)
+    summary.json    test loss/accuracy, best epoch, wall time, device, impl, config
+    model.pt        a state_dict that loads into nnbasics.nn.MLP(..., impl="builtin")
+    checkpoint.pt   everything needed to resume exactly, rewritten every epoch
+    curves.png      loss and accuracy against epoch (if matplotlib is installed)
+
+Every file is written to a temporary file first and renamed into place
+(``nnbasics.files``), so an interrupted run never leaves half a file behind.
+The checkpoint holds the config, weights, optimiser and scheduler states, every
+random stream and the ``Progress`` below, so ``--resume`` continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import pathlib
+import signal
+from dataclasses import dataclass, field
+
+import torch
+
+from . import distributed, files
+from .cli import ConfigError
+
+CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES = "checkpoint.pt", "metrics.jsonl", "summary.json", "model.pt", "curves.png"
+# What --resume may change: where the data is and how chatty the run is. Everything
+# else comes from the checkpoint, or the run would not continue exactly.
+RESUME_MAY_CHANGE = ("resume", "out", "quiet", "data_dir")
+
+
+@dataclass
+class Progress:
+    """Where a run stands after ``epoch`` finished epochs (saved in the checkpoint)."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)  # the metrics.jsonl records so far
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one, for early stopping
+    best_weights: dict | None = None  # only kept with --patience
+    train_s: float = 0.0  # seconds spent in epochs, over all sessions
+
+    def update_best(self, model, val_loss: float, patience: int) -> bool:
+        """Early stopping's bookkeeping after an epoch: track the best validation loss (and, with
+        ``patience``, its weights); True when ``patience`` epochs in a row did not beat it."""
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, self.epoch, 0
+            if patience:
+                self.best_weights = cpu_state_dict(model)
+            return False
+        self.bad_epochs += 1
+        return patience > 0 and self.bad_epochs >= patience
+
+    def compile_seconds(self):
+        """Compiling happens during the first epoch: its excess over the median of the later ones."""
+        if len(self.history) < 2:
+            return None
+        later = sorted(r["seconds"] for r in self.history[1:])
+        return max(self.history[0]["seconds"] - later[len(later) // 2], 0.0)
+
+
+def cpu_state_dict(model) -> dict:
+    """The model's weights on the CPU, detached: loadable anywhere, by a plain torch.nn MLP too."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def new_run_dir(impl: str) -> pathlib.Path:
+    """runs/<YYYYmmdd-HHMMSS>-<impl>, made unique with a suffix if that folder exists."""
+    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{impl}"
+    for i in range(1000):
+        path = pathlib.Path("runs") / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"--out: could not create a new folder under runs/ named {stem}; pass --out DIR")
+
+
+def write_metrics(out, history: list) -> None:
+    """metrics.jsonl, rewritten whole from the history (it is tiny), so it always agrees with the checkpoint."""
+    files.write_text(pathlib.Path(out) / METRICS, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def write_results(out, model, summary: dict, history: list) -> bool:
+    """model.pt, summary.json and curves.png; False when matplotlib is missing (no curves.png)."""
+    out = pathlib.Path(out)
+    files.torch_save(cpu_state_dict(model), out / MODEL)
+    files.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return plot_curves(history, out / CURVES)
+
+
+def plot_curves(history: list, path) -> bool:
+    """Loss and accuracy against epoch, train and validation. False if matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "val"):
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
+        ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in history], marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+class Record:
+    """The run folder ``out`` of one run: its checkpoint, metrics and final files.
+
+    Holds the objects whose state the checkpoint saves, so the training loop only says
+    when (``restore`` once, ``save`` after every epoch, ``finish`` at the end). Under
+    torchrun every process calls these (the random streams are gathered from all of
+    them) and rank 0 alone writes.
+    """
+
+    def __init__(self, out, config, model, optimizer, scheduler, generator, device, world=distributed.World()):
+        self.out, self.config, self.model, self.device = pathlib.Path(out), config, model, device
+        self.optimizer, self.scheduler, self.generator, self.world = optimizer, scheduler, generator, world
+
+    def restore(self, checkpoint: dict | None) -> Progress:
+        """Load ``checkpoint`` into the run (None: a new run, whose first checkpoint is written
+        at once so that Ctrl-C always leaves one); returns where the run stands."""
+        if checkpoint is None:
+            if self.world.main:
+                self.out.mkdir(parents=True, exist_ok=True)
+            progress = Progress()
+            self.save(progress)
+            return progress
+        saved_world = checkpoint.get("world_size", 1)
+        if saved_world != self.world.size:
+            raise ConfigError(f"--resume {self.out}: the run was trained by {saved_world} process(es) and "
+                              f"continues exactly only with as many; start it with --nproc-per-node {saved_world}"
+                              if saved_world > 1 else f"--resume {self.out}: the run was trained by one process; "
+                              f"resume it with python -m nnbasics.train")
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        rng = checkpoint["rng"]
+        set_rng_states(rng if self.world.main else rng["ranks"][self.world.rank - 1], self.device, self.generator)
+        progress = Progress(**checkpoint["progress"])
+        if self.world.main:
+            write_metrics(self.out, progress.history)
+        return progress
+
+    def save(self, progress: Progress) -> None:
+        """checkpoint.pt and metrics.jsonl after ``progress.epoch`` epochs."""
+        states = distributed.gather(self.world, rng_states(self.device, self.generator))
+        if not self.world.main:
+            return
+        if self.world.size > 1:
+            states[0]["ranks"] = states[1:]  # each process's dropout stream
+        files.torch_save({
+            "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": states[0],
+            "progress": dataclasses.asdict(progress),
+            "world_size": self.world.size,
+        }, self.out / CHECKPOINT)
+        write_metrics(self.out, progress.history)
+
+    def finish(self, summary: dict, progress: Progress) -> bool:
+        """model.pt, summary.json and curves.png; False when matplotlib is missing (no curves.png)."""
+        return write_results(self.out, self.model, summary, progress.history) if self.world.main else True
+
+
+def rng_states(device: torch.device, generator: torch.Generator) -> dict:
+    """Every random stream a run draws from: init and dropout (torch's CPU and CUDA
+    generators) and the batch order (the data generator)."""
+    states = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict, device: torch.device, generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["data"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def load_checkpoint(run_dir) -> dict:
+    """The checkpoint of a run folder, or ConfigError saying why there is none."""
+    path = pathlib.Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file: say so in one line
+        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({type(e).__name__}: {e})") from None
+
+
+def resume_config(config, checkpoint: dict):
+    """The saved config of the run being resumed; only RESUME_MAY_CHANGE may differ from it.
+
+    ``config`` is the new run's config (a dataclass, ``nnbasics.train.Config``): a field
+    left at its default takes the saved value; one set to anything else must equal it.
+    """
+    cls = type(config)
+    saved, defaults = cls(**checkpoint["config"]), cls()
+    for f in dataclasses.fields(cls):
+        new = getattr(config, f.name)
+        if f.name in RESUME_MAY_CHANGE:
+            continue
+        if new != getattr(defaults, f.name) and new != getattr(saved, f.name):
+            flag = "--" + f.name.replace("_", "-")
+            raise ConfigError(f"{flag} {_as_flag(new)}: a resumed run keeps its saved config ({flag} "
+                              f"{_as_flag(getattr(saved, f.name))}); start a new run to change it")
+    return dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUME_MAY_CHANGE
+                                         if name != "out"}, out=config.resume)
+
+
+def _as_flag(value) -> str:
+    """A config value as it is typed on the command line (lists as space-separated words)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@contextlib.contextmanager
+def sigterm_raises_keyboard_interrupt():
+    """Let ``kill`` (SIGTERM) stop a run the way Ctrl-C does, so both save and explain how to resume."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
