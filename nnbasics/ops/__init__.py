@@ -26,11 +26,12 @@ from .linear import Linear
 from .mse_loss import MSELoss
 from .relu import ReLU
 from .sigmoid import Sigmoid
+from .soft_cross_entropy import SoftCrossEntropy
 from .softmax import LogSoftmax, Softmax
 from .tanh import Tanh
 
 __all__ = [
     "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "CrossEntropy", "Dropout", "Hardtanh",
-    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "SoftCrossEntropy", "Softmax", "Tanh",
 ]
 
