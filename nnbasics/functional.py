@@ -76,7 +76,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False, *, impl="custom"):
 def dropout(input, p=0.5, training=True, inplace=False, *, impl="custom"):
     """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
     check.dropout(p)
-    if not training:
+    if not training or p == 0:  # the built-in returns the input itself then
         return input
     out, _mask = apply("Dropout", impl, input.device, input, float(p))
     return _inplace(input, out, inplace)
@@ -87,7 +87,10 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
     dim = check.softmax_dim("softmax", input, dim)
     if dtype is not None:
         input = input.to(dtype)
-    return apply("Softmax", impl, input.device, input, dim)
+    # The built-in's kernel works on contiguous memory: its output and gradient are contiguous.
+    if input.requires_grad:
+        input = apply("ContiguousGrad", impl, input.device, input)
+    return apply("Softmax", impl, input.device, input.contiguous(), dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
@@ -95,7 +98,10 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
     dim = check.softmax_dim("log_softmax", input, dim)
     if dtype is not None:
         input = input.to(dtype)
-    return apply("LogSoftmax", impl, input.device, input, dim)
+    # The built-in's kernel works on contiguous memory: its output and gradient are contiguous.
+    if input.requires_grad:
+        input = apply("ContiguousGrad", impl, input.device, input)
+    return apply("LogSoftmax", impl, input.device, input.contiguous(), dim)
 
 
 # --------------------------------------------------------------------------- losses
@@ -125,7 +131,10 @@ def cross_entropy(
     n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     check.cross_entropy_options(n_classes, weight, label_smoothing, weight_differentiable=soft)
 
-    def rows(t):  # the Functions see rows (N', C): the class dimension last, the rest flattened
+    def rows(t):
+        """The rows (N', C) the Functions see: the class dimension last, the rest flattened; the
+        gradient comes back contiguous, as the built-in's does."""
+        t = apply("ContiguousGrad", impl, t.device, t) if t.requires_grad else t
         return t.movedim(1, -1).reshape(-1, n_classes) if t.dim() > 1 else t[None]
 
     if soft:
