@@ -4,6 +4,7 @@ import torch
 
 import nnbasics.functional as F
 from nnbasics.nn import MLP
+from nnbasics.testing import OPS
 
 
 def test_compiled_mlp_has_no_graph_break_and_matches_eager(device):
@@ -29,3 +30,39 @@ def test_compiled_mlp_has_no_graph_break_and_matches_eager(device):
     torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
     for g, e in zip(grads, eager_grads):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def _first_sample(op, device):
+    """The op's first sample with a differentiable input of rank ≥ 2 (no empty, no NaN)."""
+    return next(s for s in op.samples(device, torch.float64, True)
+                if s.args[0].dim() >= 2 and s.args[0].numel() and s.smooth and "eval" not in s.desc)
+
+
+def _fixed(op, sample, impl):
+    """f(x): the op on x in place of the sample's first input, the rest of the sample fixed."""
+    rest = [a.detach() if isinstance(a, torch.Tensor) else a for a in sample.args[1:]]
+    kwargs = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in sample.kwargs.items()}
+    fn = op.custom(impl)
+    return lambda x: fn(x, *rest, **kwargs)
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap"])
+@pytest.mark.parametrize("op", OPS, ids=[op.name for op in OPS])
+def test_compile_over_func_transforms_matches_eager(op, transform, impl, device):
+    """torch.compile(torch.func.grad(f)) and torch.compile(torch.func.vmap(f)) give what the
+    same transform gives eagerly. Random ops use Inductor's fallback_random, so that compiled
+    code draws the numbers eager code draws."""
+    sample = _first_sample(op, device)
+    f = _fixed(op, sample, impl)
+    x = sample.args[0].detach()
+    if transform == "grad":
+        fn = torch.func.grad(lambda x: f(x).sum())
+    else:  # a batch of 3 inputs, the rest of the sample shared
+        fn, x = torch.func.vmap(f), torch.stack([x, x * 0.5, x * 2])
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(fallback_random=True):
+        torch.manual_seed(0)
+        eager = fn(x)
+        torch.manual_seed(0)
+        compiled = torch.compile(fn, fullgraph=True)(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-7, atol=1e-9)
