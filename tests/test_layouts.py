@@ -82,15 +82,16 @@ KNOWN_UPSTREAM = {
 }
 
 
-def _cases():
+def _cases(known):
+    """(op, layout) for every op and layout; those in ``known`` are strict expected failures."""
     for op in OPS:
         for layout in LAYOUTS:
-            reason = KNOWN.get((op.name, layout))
+            reason = known.get((op.name, layout))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             yield pytest.param(op, layout, marks=marks, id=f"{op.name}-{layout}")
 
 
-@pytest.mark.parametrize("op,layout", list(_cases()))
+@pytest.mark.parametrize("op,layout", list(_cases(KNOWN)))
 def test_input_layouts(op, layout, device, impl):
     """An input in ``layout``: the contiguous case's values, the built-in's layouts."""
     problems = []
@@ -111,15 +112,7 @@ def test_input_layouts(op, layout, device, impl):
     assert not problems, "\n".join(problems)
 
 
-def _upstream_cases():
-    for op in OPS:
-        for layout in LAYOUTS:
-            reason = KNOWN_UPSTREAM.get((op.name, layout))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            yield pytest.param(op, layout, marks=marks, id=f"{op.name}-{layout}")
-
-
-@pytest.mark.parametrize("op,layout", list(_upstream_cases()))
+@pytest.mark.parametrize("op,layout", list(_cases(KNOWN_UPSTREAM)))
 def test_upstream_gradient_layouts(op, layout, device, impl):
     """grad_output in ``layout``: input gradients equal the contiguous case's, in the built-in's layout."""
     problems = []
