@@ -107,7 +107,7 @@ def class_targets(input, target, ignore_index) -> None:
         raise RuntimeError(f"cross_entropy: input must be floating point (logits), got {input.dtype}")
     if target.dtype not in (torch.int64, torch.uint8):
         hint = (
-            "probability (soft) targets are not supported here; pass class indices"
+            f"probability (soft) targets must have the input's shape {tuple(input.shape)}"
             if target.is_floating_point()
             else "convert with target.long()"
         )
@@ -137,12 +137,37 @@ def class_targets(input, target, ignore_index) -> None:
             )
 
 
-def cross_entropy_options(n_classes, weight, label_smoothing) -> None:
+def probability_targets(input, target, ignore_index) -> None:
+    """Dtypes and options of a target of class probabilities: one of the input's shape, which is
+    how torch tells probabilities from class indices."""
+    if not input.is_floating_point():
+        raise RuntimeError(f"cross_entropy: input must be floating point (logits), got {input.dtype}")
+    if input.dim() == 0:
+        raise RuntimeError("cross_entropy: input must have a class dimension, got a 0-d tensor")
+    if not target.is_floating_point():
+        batch = tuple(input.shape[:1] + input.shape[2:]) if input.dim() > 1 else ()
+        raise RuntimeError(
+            f"cross_entropy: a target of the input's shape {tuple(input.shape)} holds class probabilities and "
+            f"must be floating point, got {target.dtype}; for class indices give a target of shape {batch}, "
+            f"for probabilities convert with target.to({input.dtype})"
+        )
+    if ignore_index >= 0:
+        raise RuntimeError(
+            f"cross_entropy: ignore_index={ignore_index} is not supported for probability targets (nor by "
+            "torch.nn.functional.cross_entropy): every row has a target. Leave ignore_index at its default; "
+            "to leave a row out, use reduction='none' and drop it"
+        )
+
+
+def cross_entropy_options(n_classes, weight, label_smoothing, weight_differentiable=False) -> None:
+    """``weight_differentiable``: the loss is differentiable in the class weights (probability
+    targets); with class indices it is not, in torch as here."""
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if weight is not None and weight.shape != (n_classes,):
         raise RuntimeError(f"cross_entropy: weight must have shape ({n_classes},), one per class, got {tuple(weight.shape)}")
-    no_grad_for("cross_entropy", "weight", weight)
+    if not weight_differentiable:
+        no_grad_for("cross_entropy", "weight", weight)
 
 
 def probabilities(fn_name: str, input: torch.Tensor) -> None:

@@ -47,6 +47,7 @@ _AUTOCAST = {
     "Softmax": {"cuda": "fp32"},
     "LogSoftmax": {"cuda": "fp32"},
     "CrossEntropy": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
+    "SoftCrossEntropy": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
     "MSELoss": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
     "BinaryCrossEntropy": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},
     "BinaryCrossEntropyWithLogits": {"cpu": "fp32", "cuda": "fp32", None: "fp32"},

@@ -14,6 +14,7 @@ what ``torch.nn.functional`` does around its kernels and nothing else:
 3. call the Function, cast for ``torch.autocast`` the way the built-in op is cast
    (``nnbasics.dispatch.apply``).
 """
+import functools
 import warnings
 
 import torch
@@ -75,7 +76,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False, *, impl="custom"):
 def dropout(input, p=0.5, training=True, inplace=False, *, impl="custom"):
     """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
     check.dropout(p)
-    if not training:
+    if not training or p == 0:  # the built-in returns the input itself then
         return input
     out, _mask = apply("Dropout", impl, input.device, input, float(p))
     return _inplace(input, out, inplace)
@@ -86,7 +87,10 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
     dim = check.softmax_dim("softmax", input, dim)
     if dtype is not None:
         input = input.to(dtype)
-    return apply("Softmax", impl, input.device, input, dim)
+    # The built-in's kernel works on contiguous memory: its output and gradient are contiguous.
+    if input.requires_grad:
+        input = apply("ContiguousGrad", impl, input.device, input)
+    return apply("Softmax", impl, input.device, input.contiguous(), dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
@@ -94,7 +98,10 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
     dim = check.softmax_dim("log_softmax", input, dim)
     if dtype is not None:
         input = input.to(dtype)
-    return apply("LogSoftmax", impl, input.device, input, dim)
+    # The built-in's kernel works on contiguous memory: its output and gradient are contiguous.
+    if input.requires_grad:
+        input = apply("ContiguousGrad", impl, input.device, input)
+    return apply("LogSoftmax", impl, input.device, input.contiguous(), dim)
 
 
 # --------------------------------------------------------------------------- losses
@@ -112,18 +119,36 @@ def cross_entropy(
     impl="custom",
 ):
     """Softmax cross-entropy of logits input (N, C) or (N, C, d1, ...) against class indices
-    target (N,) or (N, d1, ...). Returns a scalar, or target's shape for reduction='none'."""
+    target (N,) or (N, d1, ...), or against class probabilities: a floating target of the
+    input's shape (as in torch, the shape tells which). Returns a scalar, or the input's shape
+    without the class dimension for reduction='none'."""
     reduction = check.reduction(size_average, reduce, reduction)
-    check.class_targets(input, target, ignore_index)
+    soft = target.shape == input.shape
+    if soft:
+        check.probability_targets(input, target, ignore_index)
+    else:
+        check.class_targets(input, target, ignore_index)
     n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
-    check.cross_entropy_options(n_classes, weight, label_smoothing)
-    # The Function sees rows of logits (N', C): move the class dimension last and flatten the rest.
-    rows = input.movedim(1, -1).reshape(-1, n_classes) if input.dim() > 1 else input[None]
-    loss = apply(
-        "CrossEntropy", impl, input.device,
-        rows, target.reshape(-1).long(), weight, int(ignore_index), reduction, float(label_smoothing),
-    )
-    return loss.reshape(target.shape) if reduction == "none" else loss
+    check.cross_entropy_options(n_classes, weight, label_smoothing, weight_differentiable=soft)
+
+    def rows(t):
+        """The rows (N', C) the Functions see: the class dimension last, the rest flattened; the
+        gradient comes back contiguous, as the built-in's does."""
+        t = apply("ContiguousGrad", impl, t.device, t) if t.requires_grad else t
+        return t.movedim(1, -1).reshape(-1, n_classes) if t.dim() > 1 else t[None]
+
+    if soft:
+        # torch computes in the promoted dtype of the logits, the probabilities and the weights
+        dtype = functools.reduce(torch.promote_types, [t.dtype for t in (input, target, weight) if t is not None])
+        input, target = input.to(dtype), target.to(dtype)
+        weight = None if weight is None else weight.to(dtype)
+        loss = apply("SoftCrossEntropy", impl, input.device, rows(input), rows(target), weight, reduction,
+                     float(label_smoothing))
+    else:
+        loss = apply("CrossEntropy", impl, input.device, rows(input), target.reshape(-1).long(), weight,
+                     int(ignore_index), reduction, float(label_smoothing))
+    batch_shape = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
+    return loss.reshape(batch_shape) if reduction == "none" else loss
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, impl="custom"):

@@ -42,6 +42,7 @@ from .ops import leaky_relu as _leaky_relu
 from .ops import mse_loss as _mse
 from .ops import relu as _relu
 from .ops import sigmoid as _sigmoid
+from .ops import soft_cross_entropy as _soft_ce
 from .ops import softmax as _softmax
 from .ops import tanh as _tanh
 
@@ -107,7 +108,10 @@ def kernel(formula, *, cpu=True):
             fn = compiled[kind] = torch.compile(_own_copy(formula), dynamic=True, fullgraph=True,
                                                 options={"cpp.dynamic_threads": True})
         try:
-            return fn(*args)
+            # Detached: a view (rows made by movedim/reshape, x[None], ...) carries its base, and
+            # Dynamo guards on the sizes of that base, so views of differently shaped tensors
+            # would recompile the same kind again and again. Nothing here is recorded anyway.
+            return fn(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
         except Exception as exc:
             del compiled[kind]
             fallbacks.add(kind)
@@ -218,6 +222,7 @@ Linear = ops.Linear
 # --------------------------------------------------------------------------- losses
 
 _cross_entropy_backward = kernel(_ce.cross_entropy_backward)
+_soft_cross_entropy_backward = kernel(_soft_ce.soft_cross_entropy_backward)
 _mse_backward = kernel(_mse.mse_backward)
 _bce_backward = kernel(_bce.bce_backward)
 _bce_with_logits_backward = kernel(_bce.bce_with_logits_backward)
@@ -232,6 +237,18 @@ class CrossEntropy(ops.CrossEntropy):
     @staticmethod
     def backward(ctx, grad_loss):
         return _cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options), None, None, None, None, None
+
+
+class SoftCrossEntropy(ops.SoftCrossEntropy):
+    """Forward: one pass per row computing max, log-sum-exp and Σ_j w_j q'_ij (-log p_ij);
+    backward: one pass writing the gradients the inputs need."""
+
+    forward = staticmethod(kernel(_soft_ce.soft_cross_entropy_forward))
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = _soft_cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options, ctx.needs_input_grad[:3])
+        return *grads, None, None
 
 
 class MSELoss(ops.MSELoss):
@@ -258,5 +275,7 @@ class BinaryCrossEntropyWithLogits(ops.BinaryCrossEntropyWithLogits):
         grads = _bce_with_logits_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:2])
         return *grads, None, None, None
 
+
+ContiguousGrad = ops.ContiguousGrad  # an identity: nothing to fuse
 
 __all__ = list(ops.__all__)

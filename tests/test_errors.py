@@ -42,6 +42,38 @@ def test_cross_entropy_wrong_target_dtype(dtype, hint):
         F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=dtype))
 
 
+def test_cross_entropy_probability_target_of_another_shape_is_read_as_class_indices():
+    """As in torch, only a target of the input's shape holds probabilities."""
+    with pytest.raises(RuntimeError, match=r"got torch.float32; probability \(soft\) targets must have the input's shape \(4, 5\)"):
+        F.cross_entropy(torch.randn(4, 5), torch.rand(4, 6))
+
+
+def test_cross_entropy_integer_target_of_the_inputs_shape():
+    with pytest.raises(RuntimeError, match=r"input's shape \(4, 5\) holds class probabilities and must be floating "
+                                           r"point, got torch.int64; for class indices give a target of shape \(4,\)"):
+        F.cross_entropy(torch.randn(4, 5), torch.zeros(4, 5, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="Expected floating point type for target with class probabilities"):
+        torch.nn.functional.cross_entropy(torch.randn(4, 5), torch.zeros(4, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("ignore_index", [0, 3])
+def test_cross_entropy_ignore_index_with_probability_targets_is_refused_like_torch(ignore_index):
+    x, q = torch.randn(4, 5), torch.rand(4, 5)
+    with pytest.raises(RuntimeError, match=rf"ignore_index={ignore_index} is not supported for probability targets"):
+        F.cross_entropy(x, q, ignore_index=ignore_index)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported for floating point target"):
+        torch.nn.functional.cross_entropy(x, q, ignore_index=ignore_index)
+    assert torch.allclose(F.cross_entropy(x, q, ignore_index=-1), torch.nn.functional.cross_entropy(x, q, ignore_index=-1))
+
+
+def test_cross_entropy_probability_targets_accept_weights_that_require_grad():
+    """torch differentiates the soft-target loss in the weights (not the class-index one)."""
+    x, q, w = torch.randn(4, 5), torch.rand(4, 5), torch.rand(5, requires_grad=True)
+    (mine,) = torch.autograd.grad(F.cross_entropy(x, q, w, label_smoothing=0.2), w)
+    (ref,) = torch.autograd.grad(torch.nn.functional.cross_entropy(x, q, w, label_smoothing=0.2), w)
+    assert torch.allclose(mine, ref)
+
+
 def test_cross_entropy_bad_weight_and_smoothing():
     with pytest.raises(RuntimeError, match=r"weight must have shape \(5,\)"):
         F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weight=torch.ones(4))

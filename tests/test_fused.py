@@ -70,3 +70,20 @@ def test_kernel_falls_back_for_the_kind_of_input_that_fails_to_compile():
             assert torch.equal(k(torch.ones(3, 1, 2)), torch.full((3, 1, 2), 2.0))
             assert torch.equal(k(torch.ones(5)), torch.full((5,), 2.0))
     assert k.fallbacks == {(("cpu", torch.float32, 3, True),)}
+
+
+def test_views_of_differently_shaped_tensors_share_one_compiled_version(capfd):
+    """Regression: a view's base used to be guarded on, so rows cut from tensors of other
+    shapes (x[None], a movedim/reshape) recompiled one kind past Dynamo's limit."""
+    def double(x):
+        return x * 2
+
+    k = fused.kernel(double)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in range(1, 12):
+            views = (torch.ones(n)[None], torch.ones(n, 2, 3).movedim(1, -1).reshape(-1, 2), torch.ones(2 * n, 3)[::2])
+            for v in views:
+                assert torch.equal(k(v), v * 2)
+    assert k.fallbacks == set()
+    assert "recompile" not in capfd.readouterr().err

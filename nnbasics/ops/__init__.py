@@ -17,6 +17,7 @@ The same names mean the same things in every file:
 - ``<op>_backward`` / ``<op>_jvp``: the vector-Jacobian and Jacobian-vector products,
   where they are more than a product with ``_derivative_times``.
 """
+from ._layout import ContiguousGrad
 from .binary_cross_entropy import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
 from .cross_entropy import CrossEntropy
 from .dropout import Dropout
@@ -26,11 +27,12 @@ from .linear import Linear
 from .mse_loss import MSELoss
 from .relu import ReLU
 from .sigmoid import Sigmoid
+from .soft_cross_entropy import SoftCrossEntropy
 from .softmax import LogSoftmax, Softmax
 from .tanh import Tanh
 
 __all__ = [
-    "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "CrossEntropy", "Dropout", "Hardtanh",
-    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "ContiguousGrad", "CrossEntropy", "Dropout", "Hardtanh",
+    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "SoftCrossEntropy", "Softmax", "Tanh",
 ]
 

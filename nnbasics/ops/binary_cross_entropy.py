@@ -39,7 +39,8 @@ def _weighted(value, weight):
 def bce_unreduced(p, y, weight):
     """l for every element."""
     log_p, log_1mp = _clamped_logs(p)
-    return _weighted(-(y * log_p + (1 - y) * log_1mp), weight)
+    # p's terms first: the output takes the input's layout, as the built-in's does
+    return _weighted(-(log_p * y + log_1mp * (1 - y)), weight)
 
 
 def bce_partials(p, y, weight, needed=(True, True)):
@@ -88,7 +89,9 @@ def bce_with_logits_forward(x, y, weight, pos_weight, reduction):
 def _backward(partials, grad_loss, reduction, like, needs_input_grad):
     """Shared by both losses: upstream gradient times the partials, for the inputs that need one."""
     gl = unreduce(grad_loss, reduction, like)
-    return tuple(gl * d if need else None for d, need in zip(partials, needs_input_grad))
+    # d first: the gradient takes the layout of the partials (the inputs'), as the built-in's does,
+    # not that of the upstream gradient
+    return tuple(d * gl if need else None for d, need in zip(partials, needs_input_grad))
 
 
 def bce_backward(grad_loss, p, y, weight, reduction, needs_input_grad):

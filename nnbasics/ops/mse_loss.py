@@ -43,7 +43,8 @@ def mse_forward(x, y, weight, reduction):
 def mse_backward(grad_loss, x, y, weight, loss, reduction, needs_input_grad):
     gl = unreduce(grad_loss, reduction, x, _total(weight))
     partials = mse_partials(x, y, weight, reduction, loss)
-    return tuple(gl * p if p is not None and need else None for p, need in zip(partials, needs_input_grad))
+    # p first: the gradient takes the layout of the partials (the inputs'), not the upstream gradient's
+    return tuple(p * gl if p is not None and need else None for p, need in zip(partials, needs_input_grad))
 
 
 def mse_jvp(tangents, x, y, weight, loss, reduction):

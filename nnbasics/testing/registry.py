@@ -156,6 +156,23 @@ def _ce_samples(device, dtype, requires_grad):
     out.append(Sample((x((0, 5)), _targets((0,), 5, device, g)), {"reduction": "sum"}, "empty batch sum"))
     out.append(Sample((x((0, 5)), _targets((0,), 5, device, g)), {}, "empty batch mean (NaN)", smooth=False))
     out.append(Sample((x((3, 5)) * 10, _targets((3,), 5, device, g)), {}, "large logits"))
+    # Probability (soft) targets: a target of the input's shape, differentiable like the input.
+
+    def probs(shape):
+        p = torch.softmax(_t(shape, device, dtype, False, gen=g), min(1, len(shape) - 1))
+        return p.requires_grad_(requires_grad)
+
+    for red in ("mean", "sum", "none"):
+        out += [
+            Sample((x((4, 5)), probs((4, 5))), {"reduction": red}, f"soft {red}"),
+            Sample((x((4, 5)), probs((4, 5))), {"reduction": red, "weight": w, "label_smoothing": 0.3},
+                   f"soft weight+smoothing {red}"),
+            Sample((x((2, 5, 3)), probs((2, 5, 3))), {"reduction": red, "label_smoothing": 0.1}, f"soft N-d {red}"),
+        ]
+    out.append(Sample((x((5,)), probs((5,))), {}, "soft unbatched"))
+    out.append(Sample((x((4, 5)), _t((4, 5), device, dtype, requires_grad, low=0.0, high=2.0, gen=g)), {"weight": w},
+                      "soft unnormalised weight"))
+    out.append(Sample((_noncontig((4, 6), device, dtype, requires_grad, gen=g), probs((4, 6))), {}, "soft noncontig"))
     return out
 
 
