@@ -1,4 +1,5 @@
 """torch.compile(fullgraph=True) traces straight through the hand-written Functions."""
+import pytest
 import torch
 
 import nnbasics.functional as F
