@@ -35,6 +35,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 
 def activation_dropout_forward(x: torch.Tensor, activation: str, p: float, params: tuple, keep: torch.Tensor):
     """(z, mask): the output, and the mask backward needs; ``keep`` is dropout's Bernoulli(1 - p) draw, bool."""
+    check(activation, params)
     if activation == "relu":
         return dropout_derivative_times(relu_forward(x), keep, p), keep & relu_passes(x)
     if activation == "hardtanh":

@@ -11,7 +11,9 @@ lo < y < hi exactly where lo < x < hi (with lo = hi no element passes, from x
 or from y). The output y is saved, the tensor the next layer keeps anyway (the
 rule is explained in ``relu.py``). The gradient is written
 ``grad_y where lo < y < hi, else 0``, as ``hardtanh_backward`` computes it, so
-a NaN (output NaN) gets gradient 0 as in PyTorch (unlike ReLU, which passes it).
+a NaN (output NaN) gets gradient 0 (unlike ReLU, which passes it). That is what PyTorch's
+CPU kernel gives in its vectorized loop; its scalar loop, which handles the last few elements
+(numel mod the vector width), passes the gradient of a NaN instead (torch 2.13).
 
 One exception: in bfloat16 or float16 a bound such as 0.7 lies between two values of the
 dtype. PyTorch compares x with it in float32, so x = 0.69921875 is inside (gradient 1) while
