@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import common, memory, ops
+from benchmarks import common, memory, ops, saved
 from benchmarks import train as bench_train
 from nnbasics.testing import OPS
 
@@ -105,6 +105,28 @@ def test_cuda_request_without_cuda_exits_2(capsys):
 def test_runs_as_a_script():
     done = subprocess.run([sys.executable, "benchmarks/ops.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and "--markdown" in done.stdout
+
+
+# --------------------------------------------------------------------------- benchmarks.saved
+
+def test_saved_bytes_in_chains_never_exceed_the_builtins(device, tmp_path):
+    """Bytes are deterministic, so the ratios may be asserted: every chain, every activation, both impls."""
+    out = tmp_path / "saved.json"
+    assert saved.main(["--quick", "--device", device, "--json", str(out), "--markdown", str(tmp_path / "saved.md")]) == 0
+    report = json.loads(out.read_text())
+    assert report["header"]["command"].startswith("python -m benchmarks.saved --quick")
+    rows = report["rows"]
+    assert {(r["activation"], r["chain"], r["impl"]) for r in rows} == {
+        (a, c, i) for a in saved.ACTIVATIONS for c in saved.CHAINS for i in saved.IMPLS}
+    for r in rows:
+        assert 0 < r["hand_bytes"] <= r["builtin_bytes"], r
+        assert r["hand_apart_bytes"] == r["builtin_apart_bytes"], r
+    b, (_, h, _, _) = saved.QUICK_BATCH, saved.QUICK_SIZES
+    by = {(r["activation"], r["chain"], r["impl"]): r for r in rows}
+    # linear→act→linear: relu's saved output is the next linear's saved input, one storage
+    assert by["relu", "linear→act→linear", "custom"]["hand_bytes"] == 4 * b * h
+    # linear→act→dropout→linear: relu's output, dropout's bool mask, dropout's output
+    assert by["relu", "linear→act→dropout→linear", "custom"]["hand_bytes"] == 4 * b * h + b * h + 4 * b * h
 
 
 # --------------------------------------------------------------------------- benchmarks.train
