@@ -57,7 +57,7 @@ class Row:
     builtin_apart_bytes: int
 
 
-def _chain(chain, activation, impl, sizes, device, dtype):
+def _chain(chain, activation, impl, sizes, batch, device, dtype):
     """(run, inputs): ``run()`` is one forward of ``chain``; ``inputs`` the parameters and batch."""
     fns = TF if impl == "builtin" else F
     kw = {} if impl == "builtin" else {"impl": impl}
@@ -67,8 +67,8 @@ def _chain(chain, activation, impl, sizes, device, dtype):
     def t(*shape, grad=True):
         return torch.randn(*shape, generator=gen).to(device, dtype).requires_grad_(grad)
 
-    x = t(BATCH, sizes[0], grad=False)
-    target = torch.randint(0, sizes[-1], (BATCH,), generator=gen).to(device)
+    x = t(batch, sizes[0], grad=False)
+    target = torch.randint(0, sizes[-1], (batch,), generator=gen).to(device)
     if chain.startswith("MLP"):
         torch.manual_seed(0)
         model = MLP(sizes, activation, dropout=DROPOUT if chain == "MLP+dropout" else 0.0,
@@ -78,7 +78,7 @@ def _chain(chain, activation, impl, sizes, device, dtype):
     hidden, out = sizes[1], sizes[-1]
     if chain == "act→loss":
         w, b = t(hidden, sizes[0]), t(hidden)
-        target = torch.randint(0, hidden, (BATCH,), generator=gen).to(device)
+        target = torch.randint(0, hidden, (batch,), generator=gen).to(device)
         return (lambda: fns.cross_entropy(act(fns.linear(x, w, b, **kw), **kw), target, **kw)), [x, target, w, b]
     w1, b1, w2, b2 = t(hidden, sizes[0]), t(hidden), t(out, hidden), t(out)
 
@@ -91,13 +91,13 @@ def _chain(chain, activation, impl, sizes, device, dtype):
     return run, [x, target, w1, b1, w2, b2]
 
 
-def measure(activations, device, dtype, sizes, impls) -> list:
+def measure(activations, device, dtype, sizes, batch, impls) -> list:
     rows = []
     for activation in activations:
         for chain in CHAINS:
             saved = {}
             for impl in ("builtin", *impls):
-                run, inputs = _chain(chain, activation, impl, sizes, device, dtype)
+                run, inputs = _chain(chain, activation, impl, sizes, batch, device, dtype)
                 saved[impl] = common.saved_tensor_bytes(run, inputs)
             b = saved["builtin"]
             for impl in impls:
@@ -143,16 +143,13 @@ def parse_args(argv):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.device == "cuda" and not common.cuda_usable():
-        print(f"--device cuda: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu",
-              file=sys.stderr)
+    if common.cuda_missing(args.device, "python -m benchmarks.saved"):
         return 2
-    global BATCH
-    sizes, BATCH = (QUICK_SIZES, QUICK_BATCH) if args.quick else (SIZES, BATCH)
+    sizes, batch = (QUICK_SIZES, QUICK_BATCH) if args.quick else (SIZES, BATCH)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     header = {**common.environment(device, dtype, "python -m benchmarks.saved", argv),
-              "batch": BATCH, "sizes": sizes, "dropout": DROPOUT}
-    rows = measure(ACTIVATIONS, device, dtype, sizes, IMPLS)
+              "batch": batch, "sizes": sizes, "dropout": DROPOUT}
+    rows = measure(ACTIVATIONS, device, dtype, sizes, batch, IMPLS)
     print(markdown(header, rows))
     if args.json:
         files.write_json(args.json, {"header": header, "rows": [asdict(r) for r in rows]}, indent=1, allow_nan=False)

@@ -201,11 +201,7 @@ class ActivationDropout(ops.ActivationDropout):
 
     @staticmethod
     def backward(ctx, grad_z, _grad_mask):
-        if grad_z is None:  # z got no gradient (grads are not materialized)
-            return None, None, None, None
-        mask, *z = ctx.saved_tensors
-        return _activation_dropout_derivative_times(grad_z, mask, z[0] if z else None,
-                                                    ctx.activation, ctx.p, ctx.params), None, None, None
+        return _act_dropout.backward_with(_activation_dropout_derivative_times, ctx, grad_z)
 
 
 class Softmax(ops.Softmax):

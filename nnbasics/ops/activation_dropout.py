@@ -88,14 +88,20 @@ class ActivationDropout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_z, _grad_mask):
-        if grad_z is None:  # z got no gradient (grads are not materialized)
-            return None, None, None, None
-        mask, *z = ctx.saved_tensors
-        return activation_dropout_derivative_times(grad_z, mask, z[0] if z else None,
-                                                   ctx.activation, ctx.p, ctx.params), None, None, None
+        return backward_with(activation_dropout_derivative_times, ctx, grad_z)
 
     @staticmethod
     def jvp(ctx, x_t, _activation_t, _p_t, _params_t):
-        mask, *z = ctx.saved_tensors
-        return activation_dropout_derivative_times(x_t, mask, z[0] if z else None,
-                                                   ctx.activation, ctx.p, ctx.params), None
+        return _times_saved(activation_dropout_derivative_times, ctx, x_t), None
+
+
+def _times_saved(derivative_times, ctx, v):
+    mask, *z = ctx.saved_tensors
+    return derivative_times(v, mask, z[0] if z else None, ctx.activation, ctx.p, ctx.params)
+
+
+def backward_with(derivative_times, ctx, grad_z):
+    """ActivationDropout's backward, with ``derivative_times`` the formula (or ``nnbasics.fused``'s compiled twin)."""
+    if grad_z is None:  # z got no gradient (grads are not materialized)
+        return None, None, None, None
+    return _times_saved(derivative_times, ctx, grad_z), None, None, None
