@@ -16,6 +16,7 @@ import platform
 import shlex
 import statistics
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def cuda_usable() -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() > 0
+
+
+def cuda_missing(device: str, program: str) -> bool:
+    """True, after saying so on stderr, when ``device`` is "cuda" and CUDA cannot be used here."""
+    if device == "cuda" and not cuda_usable():
+        print(f"--device cuda: CUDA is not available on this machine (torch {torch.__version__}); "
+              f"use --device cpu ({program})", file=sys.stderr)
+        return True
+    return False
 
 
 def device_name(device: torch.device) -> str:

@@ -378,9 +378,7 @@ def benchmark(args, device, dtype, impls) -> list:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.device == "cuda" and not common.cuda_usable():
-        print(f"--device cuda: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu",
-              file=sys.stderr)
+    if common.cuda_missing(args.device, "python -m benchmarks.ops"):
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)

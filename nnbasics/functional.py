@@ -56,20 +56,20 @@ def tanh(input, *, impl="custom"):
 
 def relu(input, inplace=False, *, impl="custom"):
     """max(x, 0), elementwise."""
-    out, _mask = apply("ReLU", impl, input.device, input)
+    out = apply("ReLU", impl, input.device, input)
     return _inplace(input, out, inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False, *, impl="custom"):
     """x if x > 0 else negative_slope · x, elementwise."""
-    out, _mask = apply("LeakyReLU", impl, input.device, input, float(negative_slope))
+    out = apply("LeakyReLU", impl, input.device, input, float(negative_slope))
     return _inplace(input, out, inplace)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False, *, impl="custom"):
     """clamp(x, min_val, max_val), elementwise."""
     check.hardtanh(min_val, max_val)
-    out, _mask = apply("Hardtanh", impl, input.device, input, float(min_val), float(max_val))
+    out = apply("Hardtanh", impl, input.device, input, float(min_val), float(max_val))
     return _inplace(input, out, inplace)
 
 

@@ -34,6 +34,7 @@ import torch
 
 from . import ops
 from ._torch_private import has_storage
+from .ops import activation_dropout as _act_dropout
 from .ops import binary_cross_entropy as _bce
 from .ops import cross_entropy as _ce
 from .ops import dropout as _dropout
@@ -129,10 +130,12 @@ def kernel(formula, *, cpu=True):
 
 _sigmoid_derivative_times = kernel(_sigmoid.sigmoid_derivative_times)
 _tanh_derivative_times = kernel(_tanh.tanh_derivative_times)
-_relu_derivative_times = kernel(_relu.relu_derivative_times, cpu=False)
-_leaky_relu_derivative_times = kernel(_leaky_relu.leaky_relu_derivative_times, cpu=False)
-_hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times, cpu=False)
+_relu_derivative_times = kernel(_relu.relu_derivative_times)
+_leaky_relu_derivative_times = kernel(_leaky_relu.leaky_relu_derivative_times)
+_hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times)
 _dropout_derivative_times = kernel(_dropout.dropout_derivative_times, cpu=False)
+_activation_dropout_forward = kernel(_act_dropout.activation_dropout_forward, cpu=False)
+_activation_dropout_derivative_times = kernel(_act_dropout.activation_dropout_derivative_times, cpu=False)
 _softmax_jacobian_times = kernel(_softmax.softmax_jacobian_times)
 _log_softmax_backward = kernel(_softmax.log_softmax_backward)
 
@@ -154,33 +157,27 @@ class Tanh(ops.Tanh):
 
 
 class ReLU(ops.ReLU):
-    forward = staticmethod(kernel(_relu.relu_forward, cpu=False))  # y and its 1-byte mask in one loop
+    # forward: the reference's, one ATen op (clamp_min) that compiling would not beat.
 
     @staticmethod
-    def backward(ctx, grad_y, _grad_mask):
-        if grad_y is None:  # y got no gradient (grads are not materialized)
-            return None
+    def backward(ctx, grad_y):
         return _relu_derivative_times(grad_y, *ctx.saved_tensors)
 
 
 class LeakyReLU(ops.LeakyReLU):
-    forward = staticmethod(kernel(_leaky_relu.leaky_relu_forward, cpu=False))
+    forward = staticmethod(kernel(_leaky_relu.leaky_relu_forward))
 
     @staticmethod
-    def backward(ctx, grad_y, _grad_mask):
-        if grad_y is None:  # y got no gradient (grads are not materialized)
-            return None, None
+    def backward(ctx, grad_y):
         return _leaky_relu_derivative_times(grad_y, *ctx.saved_tensors, ctx.negative_slope), None
 
 
 class Hardtanh(ops.Hardtanh):
-    forward = staticmethod(kernel(_hardtanh.hardtanh_forward, cpu=False))
+    # forward: the reference's, one ATen op (clamp).
 
     @staticmethod
-    def backward(ctx, grad_y, _grad_mask):
-        if grad_y is None:  # y got no gradient (grads are not materialized)
-            return None, None, None
-        return _hardtanh_derivative_times(grad_y, *ctx.saved_tensors), None, None
+    def backward(ctx, grad_y):
+        return _hardtanh_derivative_times(grad_y, *ctx.saved_tensors, ctx.min_val, ctx.max_val), None, None
 
 
 class Dropout(ops.Dropout):
@@ -198,6 +195,17 @@ class Dropout(ops.Dropout):
         if grad_y is None:  # y got no gradient (grads are not materialized)
             return None, None
         return _dropout_derivative_times(grad_y, *ctx.saved_tensors, ctx.p), None
+
+
+class ActivationDropout(ops.ActivationDropout):
+    @staticmethod
+    def forward(x, activation, p, params):
+        # The fused Dropout's draw (see above); the rest writes a bool mask, so it runs eagerly on the CPU.
+        return _activation_dropout_forward(x, activation, p, params, torch.rand_like(x) >= p)
+
+    @staticmethod
+    def backward(ctx, grad_z, _grad_mask):
+        return _act_dropout.backward_with(_activation_dropout_derivative_times, ctx, grad_z)
 
 
 class Softmax(ops.Softmax):

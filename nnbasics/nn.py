@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .dispatch import apply
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "hardtanh")
 INITS = ("torch", "kaiming", "xavier")
@@ -163,6 +164,21 @@ _ACTIVATION_CLASSES = {
 }
 
 
+def _activation_dropout(layer, after=None):
+    """(activation name, its parameters, the Dropout) when ``layer`` is an activation that
+    ``ops.ActivationDropout`` covers and ``after`` a hand-written Dropout that drops something; else None."""
+    if (not isinstance(after, Dropout) or after.p == 0 or getattr(layer, "impl", None) != after.impl
+            or after.inplace or getattr(layer, "inplace", False)):
+        return None
+    if isinstance(layer, ReLU):
+        return "relu", (), after
+    if isinstance(layer, LeakyReLU) and layer.negative_slope >= 0:
+        return "leaky_relu", (float(layer.negative_slope),), after
+    if isinstance(layer, Hardtanh):
+        return "hardtanh", (float(layer.min_val), float(layer.max_val)), after
+    return None
+
+
 class MLP(nn.Sequential):
     """A multi-layer perceptron: Linear → activation (→ Dropout) for each hidden layer, then Linear.
 
@@ -172,6 +188,14 @@ class MLP(nn.Sequential):
     "kaiming" is Kaiming-normal for the activation with zero biases; "xavier" is Xavier-uniform with
     the activation's gain and zero biases. The state_dict loads into a plain ``torch.nn.Sequential``
     of the same layers (see ``MLP.builtin_twin``).
+
+    What is saved for backward: an MLP knows that Dropout follows each activation, which a lone
+    op cannot. There nobody else keeps the activation's output, so in training ``forward``
+    applies ReLU, LeakyReLU or Hardtanh and the Dropout after it as one op,
+    ``nnbasics.ops.ActivationDropout``, which keeps a single 1-byte mask for both (same values,
+    gradients and random draws as the two modules; the two modules' own forward hooks are then
+    not called). Without dropout each activation keeps its output, which the next Linear keeps
+    anyway. ``benchmarks.saved`` measures both against the built-in.
     """
 
     def __init__(self, sizes, activation="relu", dropout=0.0, impl="custom", init="torch", device=None, dtype=None):
@@ -217,7 +241,19 @@ class MLP(nn.Sequential):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, input):
-        return super().forward(input.flatten(1) if input.dim() > 2 else input)
+        x = input.flatten(1) if input.dim() > 2 else input
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            pair = _activation_dropout(*layers[i:i + 2])
+            if pair is not None and self.training:
+                activation, params, dropout = pair
+                x, _mask = apply("ActivationDropout", dropout.impl, x.device, x, activation, float(dropout.p), params)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
 
     def builtin_twin(self):
         """A plain ``torch.nn`` MLP with this architecture (weights not copied; use ``load_state_dict``)."""

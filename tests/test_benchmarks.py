@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import common, memory, ops
+from benchmarks import common, memory, ops, saved
 from benchmarks import train as bench_train
 from nnbasics.testing import OPS
 
@@ -45,14 +45,14 @@ def test_ratios_and_times_are_positive_and_finite(quick):
 
 
 def test_relu_saved_bytes_match_what_each_relu_saves(quick):
-    """Counted independently: the hand-written relu saves a bool mask (1 byte per element),
-    torch.relu its float32 output (4 bytes per element)."""
+    """Counted independently: the hand-written relu, like torch.relu, saves its float32 output
+    (4 bytes per element; the next layer keeps the same tensor)."""
     rows = [r for r in json.loads(quick["json"].read_text())["rows"] if r["op"] == "relu"]
     assert rows
     for row in rows:
-        assert row["hand_saved_bytes"] == row["hand_saved_unique_bytes"] == row["numel"]
+        assert row["hand_saved_bytes"] == row["hand_saved_unique_bytes"] == 4 * row["numel"]
         assert row["builtin_saved_bytes"] == row["builtin_saved_unique_bytes"] == 4 * row["numel"]
-        assert row["saved_ratio"] == pytest.approx(0.25)
+        assert row["saved_ratio"] == pytest.approx(1.0)
 
 
 def test_markdown_and_plot_are_written(quick):
@@ -107,6 +107,28 @@ def test_runs_as_a_script():
     assert done.returncode == 0 and "--markdown" in done.stdout
 
 
+# --------------------------------------------------------------------------- benchmarks.saved
+
+def test_saved_bytes_in_chains_never_exceed_the_builtins(device, tmp_path):
+    """Bytes are deterministic, so the ratios may be asserted: every chain, every activation, both impls."""
+    out = tmp_path / "saved.json"
+    assert saved.main(["--quick", "--device", device, "--json", str(out), "--markdown", str(tmp_path / "saved.md")]) == 0
+    report = json.loads(out.read_text())
+    assert report["header"]["command"].startswith("python -m benchmarks.saved --quick")
+    rows = report["rows"]
+    assert {(r["activation"], r["chain"], r["impl"]) for r in rows} == {
+        (a, c, i) for a in saved.ACTIVATIONS for c in saved.CHAINS for i in saved.IMPLS}
+    for r in rows:
+        assert 0 < r["hand_bytes"] <= r["builtin_bytes"], r
+        assert r["hand_apart_bytes"] == r["builtin_apart_bytes"], r
+    b, (_, h, _, _) = saved.QUICK_BATCH, saved.QUICK_SIZES
+    by = {(r["activation"], r["chain"], r["impl"]): r for r in rows}
+    # linear→act→linear: relu's saved output is the next linear's saved input, one storage
+    assert by["relu", "linear→act→linear", "custom"]["hand_bytes"] == 4 * b * h
+    # linear→act→dropout→linear: relu's output, dropout's bool mask, dropout's output
+    assert by["relu", "linear→act→dropout→linear", "custom"]["hand_bytes"] == 4 * b * h + b * h + 4 * b * h
+
+
 # --------------------------------------------------------------------------- benchmarks.train
 
 def test_quick_training_benchmark(device, tmp_path):
@@ -120,12 +142,12 @@ def test_quick_training_benchmark(device, tmp_path):
         assert r["step_ms"] > 0 and math.isfinite(r["ratio"])
     saved = {r["impl"]: r for r in result["saved"]}
     # 784-64-10 with dropout 0.2 at batch 128, parameters and batch excluded. The built-in saves
-    # relu's float32 output, dropout's float32 mask, and more; the hand-written ops 1-byte masks.
+    # relu's float32 output, dropout's float32 mask, and more; the hand-written MLP one 1-byte mask.
     b, h = 128, 64
     assert saved["custom"]["total_bytes"] == saved["fused"]["total_bytes"]
     assert saved["custom"]["total_bytes"] < saved["builtin"]["total_bytes"]
-    # relu's mask, dropout's mask, dropout's output (saved by the next linear), the logits (by cross_entropy)
-    assert saved["custom"]["total_bytes"] == b * h + b * h + 4 * b * h + 4 * b * 10
+    # relu+dropout's one mask, dropout's output (saved by the next linear), the logits (by cross_entropy)
+    assert saved["custom"]["total_bytes"] == b * h + 4 * b * h + 4 * b * 10
     assert [r["epochs"] for r in result["time_to_accuracy"]] == [1] * 6
     assert {r["precision"] for r in result["time_to_accuracy"]} == {"float32", "bfloat16"}
     assert [t["target"] for t in result["time_to_accuracy"][0]["targets"]] == [0.98, 0.985]

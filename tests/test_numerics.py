@@ -82,23 +82,47 @@ def test_gradient_at_the_kink_follows_pytorch(name, kinks, impl):
         assert gm[0].item() == 0.0
 
 
-def test_relu_saves_a_one_byte_mask_and_linear_no_unneeded_tensor(impl):
+def test_activations_save_their_output_and_linear_no_unneeded_tensor(impl):
+    """relu, leaky_relu (slope >= 0) and hardtanh save their output y, the very tensor the next
+    layer saves: the storage is shared, so the activation's saved tensor costs nothing."""
     saved = []
 
     def pack(t):
-        saved.append((t.dtype, t.numel() * t.element_size()))
+        saved.append(t)
         return t
 
     x = torch.randn(64, 32, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        F.relu(x, impl=impl)
-    assert saved == [(torch.bool, 64 * 32)]
+    w = torch.randn(16, 32, requires_grad=True)
+    for act in (F.relu, F.leaky_relu, F.hardtanh):
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = act(x, impl=impl)
+            F.linear(y, w, impl=impl)
+        assert [t.untyped_storage().data_ptr() for t in saved[:2]] == [y.untyped_storage().data_ptr()] * 2
+        assert saved[0].dtype == torch.float32 and saved[0].shape == x.shape
 
     saved.clear()
-    w = torch.randn(16, 32, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        F.leaky_relu(x, -0.2, impl=impl)  # a negative slope: y does not tell x's sign; x is saved, as torch does
+    assert saved[0] is x or saved[0].untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+
+    saved.clear()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         F.linear(x.detach(), w, impl=impl)  # the input needs no grad: dL/dx is not computed, so W is not saved
-    assert saved == [(torch.float32, 64 * 32 * 4)]
+    assert [(t.dtype, t.numel() * t.element_size()) for t in saved] == [(torch.float32, 64 * 32 * 4)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("bounds", [(-1.0, 1.0), (-0.3, 0.7), (0.5, 0.5), (0.0, 6.0)])
+def test_hardtanh_on_every_value_of_a_16_bit_dtype(dtype, bounds, impl):
+    """Output and gradient equal torch's for all 65536 values, with bounds that are values of the dtype
+    (the output is saved) and bounds that fall between two of them (x is saved: the output cannot tell)."""
+    x = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype).clone()
+    x = x[~x.isnan()].requires_grad_()  # torch's own gradient at NaN depends on the position (vectorized or not)
+    mine, ref = F.hardtanh(x, *bounds, impl=impl), TF.hardtanh(x, *bounds)
+    assert torch.equal(mine, ref)
+    g = torch.ones_like(x)
+    assert torch.equal(torch.autograd.grad(mine, x, g)[0], torch.autograd.grad(ref, x, g)[0])
 
 
 def test_dropout_statistics_and_scaling(device, impl):

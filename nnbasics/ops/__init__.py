@@ -16,8 +16,14 @@ The same names mean the same things in every file:
 - ``<loss>_partials``: the partial derivatives of l with respect to each input;
 - ``<op>_backward`` / ``<op>_jvp``: the vector-Jacobian and Jacobian-vector products,
   where they are more than a product with ``_derivative_times``.
+
+What each Function saves for backward is part of its design, and the rule is in the files:
+an activation whose derivative can be read off its output saves the output, which the next
+layer keeps anyway (``relu.py``); where dropout follows, a single 1-byte mask for both ops
+is cheaper (``activation_dropout.py``).
 """
 from ._layout import ContiguousGrad
+from .activation_dropout import ActivationDropout
 from .binary_cross_entropy import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
 from .cross_entropy import CrossEntropy
 from .dropout import Dropout
@@ -32,7 +38,7 @@ from .softmax import LogSoftmax, Softmax
 from .tanh import Tanh
 
 __all__ = [
-    "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "ContiguousGrad", "CrossEntropy", "Dropout", "Hardtanh",
-    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "SoftCrossEntropy", "Softmax", "Tanh",
+    "ActivationDropout", "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "ContiguousGrad", "CrossEntropy", "Dropout",
+    "Hardtanh", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "SoftCrossEntropy", "Softmax", "Tanh",
 ]
 

@@ -5,29 +5,45 @@
 
 The derivative at exactly 0 is taken to be 0, as in PyTorch.
 
-What to save: backward needs only *where* x was positive. A boolean mask costs
-1 byte per element, the float output 2 to 8, so the mask is saved. It is
-written ``not (x <= 0)`` rather than ``x > 0`` so that a NaN input, whose
-output is NaN, passes its gradient through exactly as ``torch.relu`` does.
-Forward returns the mask as a second output (see ``_masks.py`` for why);
-``nnbasics.functional.relu`` hands back only y.
+What to save: backward needs only *where* x was positive, and the output tells:
+y > 0 exactly where x > 0, and a NaN input gives a NaN output. So the output y
+is saved, as ``torch.relu`` saves it, and not a 1-byte mask of ``x > 0``:
+
+- in a network, the next layer (``Linear``, a loss) saves y too, for its own
+  backward; the saved tensor is the same storage, and ReLU's costs nothing;
+- a separate mask would be 1 byte per element *on top* of that.
+
+The rule, for every activation whose derivative can be read off its output:
+save the output, because whatever consumes it usually keeps it anyway. The
+exception is ``Dropout`` right after the activation: then nobody keeps the
+activation's output, and a 1-byte mask is cheaper. A lone op cannot know what
+comes next; ``nnbasics.nn.MLP`` can, and applies ``activation_dropout.py``,
+which saves one mask for both ops.
+
+The gradient is written ``0 where y <= 0, else grad_y`` (a ``where``, not a
+product with a mask), which is ``threshold_backward``'s definition: a NaN
+input, whose output is NaN, passes its gradient through, and a NaN or
+infinite grad_y where y <= 0 gives 0, not NaN.
 """
 import torch
 
-from ._masks import save_mask
+
+def relu_forward(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp_min(0)
 
 
-def relu_forward(x: torch.Tensor):
-    return x.clamp_min(0), torch.logical_not(x <= 0)
+def relu_passes(s: torch.Tensor) -> torch.Tensor:
+    """Where dy/dx = 1, as a bool tensor, from s = x or s = y (the same answer): not s <= 0."""
+    return torch.logical_not(s <= 0)
 
 
-def relu_derivative_times(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """v · dy/dx, elementwise: dy/dx is 1 where x > 0 and 0 elsewhere, i.e. the mask."""
-    return v * mask
+def relu_derivative_times(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """v · dy/dx, elementwise, from the output y: v where y > 0 (or NaN), 0 elsewhere."""
+    return torch.where(y <= 0, 0, v)
 
 
 class ReLU(torch.autograd.Function):
-    """(y, mask) = relu(x). x: any shape; y: same shape; mask: bool, same shape."""
+    """y = relu(x). x: any shape; y: same shape. Saves y (see the module docstring)."""
 
     generate_vmap_rule = True
 
@@ -37,16 +53,15 @@ class ReLU(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        save_mask(ctx, output[1])
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
 
     @staticmethod
-    def backward(ctx, grad_y, _grad_mask):
-        if grad_y is None:  # y got no gradient (grads are not materialized)
-            return None
-        (mask,) = ctx.saved_tensors
-        return relu_derivative_times(grad_y, mask)
+    def backward(ctx, grad_y):
+        (y,) = ctx.saved_tensors
+        return relu_derivative_times(grad_y, y)
 
     @staticmethod
     def jvp(ctx, x_t):
-        (mask,) = ctx.saved_tensors
-        return relu_derivative_times(x_t, mask), None
+        (y,) = ctx.saved_tensors
+        return relu_derivative_times(x_t, y)
