@@ -111,3 +111,17 @@ def test_functional_signatures_mirror_torch():
             if name != "linear":
                 ref_default = inspect.signature(getattr(TF, name)).parameters[p].default
                 assert mine[p].default == ref_default, (name, p)
+
+
+def test_linear_output_can_be_changed_in_place_as_torchs_can():
+    """torch.nn.ReLU(inplace=True) after a Linear is common: the output of a 2-D linear must not
+    be a view made inside the Function (autograd forbids changing those in place)."""
+    x = torch.randn(4, 5)
+    for impl in F.IMPLS:
+        torch.manual_seed(0)
+        mine = nn.Sequential(nnb.Linear(5, 3, impl=impl), nn.ReLU(inplace=True))
+        torch.manual_seed(0)
+        ref = nn.Sequential(nn.Linear(5, 3), nn.ReLU(inplace=True))
+        mine(x).sum().backward()
+        ref(x).sum().backward()
+        assert compare("weight grad", mine[0].weight.grad, ref[0].weight.grad).close

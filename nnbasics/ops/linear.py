@@ -18,7 +18,10 @@ import torch
 def linear_forward(x, weight, bias):
     x2 = x.reshape(-1, x.shape[-1])
     y2 = x2 @ weight.t() if bias is None else torch.addmm(bias, x2, weight.t())
-    return y2.reshape(*x.shape[:-1], weight.shape[0])
+    # A 2-D input's result is returned as it is, not as a reshaped view of itself: autograd
+    # forbids in-place changes to a view made inside a Function, and y.relu_() after a layer
+    # (torch.nn.ReLU(inplace=True)) is common.
+    return y2 if x.dim() == 2 else y2.reshape(*x.shape[:-1], weight.shape[0])
 
 
 def linear_backward(grad_y, x, weight, needs_input_grad):
