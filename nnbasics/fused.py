@@ -54,6 +54,17 @@ def _plain(a) -> bool:
     return not isinstance(a, torch.Tensor) or (has_storage(a) and a.numel() > 0)
 
 
+MIN_ELEMENTS = 4096
+"""Below this many elements in its largest tensor, a kernel runs its formula eagerly: a
+compiled call has a fixed cost (Dynamo's guards, Inductor's wrapper) that exceeds the whole
+eager formula on small tensors (measured: ``benchmarks/results/README.md``, "Small tensors"),
+and every new kind of input would cost a compile of its own for no gain."""
+
+
+def _large(args, min_elements: int) -> bool:
+    return any(isinstance(a, torch.Tensor) and a.numel() >= min_elements for a in args)
+
+
 def _on_cpu(args) -> bool:
     return any(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in args)
 
@@ -76,7 +87,7 @@ def _own_copy(formula):
     return copy
 
 
-def kernel(formula, *, cpu=True):
+def kernel(formula, *, cpu=True, min_elements=None):
     """``formula`` compiled into one fused loop, where compiling applies (see the module docstring).
 
     Each kind of input (``_kind``: devices, dtypes, ranks, contiguity, option values) gets a
@@ -89,8 +100,12 @@ def kernel(formula, *, cpu=True):
     the compiled loop loses to eager ops there (measured in ``benchmarks/results/README.md``).
     Triton on CUDA has no such problem.
 
+    ``min_elements``: run eagerly unless some tensor has at least this many elements (default:
+    ``MIN_ELEMENTS``, read at each call).
+
     If compiling fails (no C++ compiler, ...), the kernel says so in one warning and from then
-    on runs the formula eagerly for inputs of that kind, which ``run.fallbacks`` lists.
+    on runs the formula eagerly for inputs of that kind, which ``run.fallbacks`` lists;
+    ``run.compiled`` maps each compiled kind to its compiled function.
     """
     compiled = {}  # kind -> compiled function
     fallbacks = set()
@@ -98,7 +113,8 @@ def kernel(formula, *, cpu=True):
     @functools.wraps(formula)
     def run(*args):
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or not all(map(_plain, args))
-                or (not cpu and _on_cpu(args))):
+                or (not cpu and _on_cpu(args))
+                or not _large(args, MIN_ELEMENTS if min_elements is None else min_elements)):
             return formula(*args)
         kind = _kind(args)
         fn = compiled.get(kind)
@@ -122,7 +138,7 @@ def kernel(formula, *, cpu=True):
                           RuntimeWarning, stacklevel=2)
             return formula(*args)
 
-    run.fallbacks = fallbacks
+    run.fallbacks, run.compiled = fallbacks, compiled
     return run
 
 

@@ -7,6 +7,7 @@ import torch
 from torch._vmap_internals import _vmap
 
 from nnbasics import fused
+from nnbasics.testing import OPS, compare, run_both
 
 
 def test_kernels_compile_only_tensors_with_storage():
@@ -41,10 +42,10 @@ def test_kernel_compiles_more_kinds_of_input_than_dynamos_recompile_limit(capfd)
     def halve(x):
         return x * 0.5
 
-    k = fused.kernel(halve)
+    k = fused.kernel(halve, min_elements=0)
     kinds = [(dtype, rank) for dtype in (torch.float32, torch.float64) for rank in range(1, 6)]
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message="nnbasics.fused")
         for dtype, rank in kinds:
             x = torch.ones((2,) * rank, dtype=dtype)
             assert torch.equal(k(x), torch.full_like(x, 0.5))
@@ -58,15 +59,15 @@ def test_kernel_falls_back_for_the_kind_of_input_that_fails_to_compile():
             torch._dynamo.graph_break()  # fullgraph=True makes this a compile error
         return x * 2
 
-    k = fused.kernel(double)
+    k = fused.kernel(double, min_elements=0)
     with torch.no_grad():
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.filterwarnings("error", message="nnbasics.fused")
             assert torch.equal(k(torch.ones(2, 2)), torch.full((2, 2), 2.0))
         with pytest.warns(RuntimeWarning, match=r"compiling double failed for inputs \(\('cpu', torch.float32, 3, True\),\)"):
             assert torch.equal(k(torch.ones(2, 2, 2)), torch.full((2, 2, 2), 2.0))
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # said once per kind
+            warnings.filterwarnings("error", message="nnbasics.fused")  # said once per kind
             assert torch.equal(k(torch.ones(3, 1, 2)), torch.full((3, 1, 2), 2.0))
             assert torch.equal(k(torch.ones(5)), torch.full((5,), 2.0))
     assert k.fallbacks == {(("cpu", torch.float32, 3, True),)}
@@ -78,12 +79,42 @@ def test_views_of_differently_shaped_tensors_share_one_compiled_version(capfd):
     def double(x):
         return x * 2
 
-    k = fused.kernel(double)
+    k = fused.kernel(double, min_elements=0)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message="nnbasics.fused")
         for n in range(1, 12):
             views = (torch.ones(n)[None], torch.ones(n, 2, 3).movedim(1, -1).reshape(-1, 2), torch.ones(2 * n, 3)[::2])
             for v in views:
                 assert torch.equal(k(v), v * 2)
     assert k.fallbacks == set()
     assert "recompile" not in capfd.readouterr().err
+
+
+def _kernels():
+    """Every compiled kernel of nnbasics.fused: module-level ones and the classes' forwards."""
+    found = [v for v in vars(fused).values() if callable(v) and hasattr(v, "compiled")]
+    for cls in vars(fused).values():
+        forward = vars(cls).get("forward") if isinstance(cls, type) else None
+        forward = getattr(forward, "__func__", forward)
+        if hasattr(forward, "compiled"):
+            found.append(forward)
+    return found
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_fused_op_compiles_above_the_size_threshold_and_matches_torch(device, dtype):
+    """The other tests use small tensors, which the kernels run eagerly (fused.MIN_ELEMENTS);
+    here every op runs at twice that size, so its compiled loops run, and must agree with torch."""
+    kernels = _kernels()
+    for op in OPS:
+        sample = op.make(2 * fused.MIN_ELEMENTS, device, dtype, True)
+        if op.random:  # another random stream than torch's: check the form y = x · mask / (1 - p)
+            x = sample.args[0]
+            y = op.custom("fused")(x, **sample.kwargs)
+            p = sample.kwargs.get("p", 0.5)
+            assert torch.all((y == 0) | torch.isclose(y, x / (1 - p))), op.name
+            continue
+        for name, mine, ref in run_both(op, sample, "fused"):
+            assert compare(f"{op.name} {name}", mine, ref).close, (op.name, name)
+    assert sum(len(k.compiled) for k in kernels) > 0
+    assert all(not k.fallbacks for k in kernels)
