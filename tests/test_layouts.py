@@ -77,8 +77,8 @@ KNOWN = {
 
 
 KNOWN_UPSTREAM = {
-    ("relu", "permuted"): "ops/relu.py multiplies grad_output first, so the gradient follows its layout; torch's "
-                          "threshold_backward follows the input's",
+    ("hardtanh", "permuted"): "ops/hardtanh.py's backward returns a contiguous gradient for a permuted grad_output; "
+                              "torch's hardtanh_backward follows grad_output's layout",
 }
 
 
