@@ -131,10 +131,15 @@ def cross_entropy(
     n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     check.cross_entropy_options(n_classes, weight, label_smoothing, weight_differentiable=soft)
 
+    # Rows of contiguous (N, C) tensors give contiguous gradients by themselves; anything else
+    # goes through ContiguousGrad (one more Function call, so only where it is needed).
+    plain_rows = all(t.dim() == 2 and t.is_contiguous() for t in ((input, target) if soft else (input,)))
+
     def rows(t):
         """The rows (N', C) the Functions see: the class dimension last, the rest flattened; the
         gradient comes back contiguous, as the built-in's does."""
-        t = apply("ContiguousGrad", impl, t.device, t) if t.requires_grad else t
+        if t.requires_grad and not plain_rows:
+            t = apply("ContiguousGrad", impl, t.device, t)
         return t.movedim(1, -1).reshape(-1, n_classes) if t.dim() > 1 else t[None]
 
     if soft:
