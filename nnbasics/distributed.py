@@ -18,6 +18,7 @@ Without torchrun (no WORLD_SIZE in the environment) everything here is a no-op.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -71,7 +72,13 @@ def start(world: World, device: torch.device) -> None:
 
 
 def stop(world: World) -> None:
+    """Leave the process group. On gloo every process first waits for the others (at most 30 s):
+    rank 0 hosts the group's store, and a process whose store went away while it was still
+    leaving died with SIGABRT after a Ctrl-C in the tests."""
     if world.size > 1 and dist.is_initialized():
+        if dist.get_backend() == "gloo":
+            with contextlib.suppress(RuntimeError):  # a process that is gone: leave anyway
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=30))
         dist.destroy_process_group()
 
 
