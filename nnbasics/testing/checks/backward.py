@@ -59,17 +59,22 @@ def _meta(x) -> str:
     return f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} on {x.device}"
 
 
+def _backward_on_copies(node, grad_outputs) -> tuple:
+    """The node's backward, called directly on copies of ``grad_outputs``; always a tuple."""
+    got = node.apply(*[g.clone() if isinstance(g, torch.Tensor) else g for g in grad_outputs])
+    return got if isinstance(got, tuple) else (got,)
+
+
 def grad_metadata(t):
     problems = []
 
     def visit(node, grad_outputs):
         name, want = function_name(node), expected_grads(node)
         try:
-            got = node.apply(*[g.clone() if isinstance(g, torch.Tensor) else g for g in grad_outputs])
+            got = _backward_on_copies(node, grad_outputs)
         except Exception as exc:  # noqa: BLE001 - the Function's own error is the finding
             problems.append(f"{name}.backward raised {describe(exc)}")
             return
-        got = got if isinstance(got, tuple) else (got,)
         if len(got) != len(want):
             problems.append(f"{name}.backward returned {len(got)} value(s) for {len(want)} forward input(s): return "
                             "one gradient per input of forward, None for those without one (non-tensors too)")
@@ -130,11 +135,10 @@ def needs_input_grad(t):
         def visit(node, grad_outputs, k=k):
             name = function_name(node)
             try:
-                got = node.apply(*[g.clone() if isinstance(g, torch.Tensor) else g for g in grad_outputs])
+                got = _backward_on_copies(node, grad_outputs)
             except Exception as exc:  # noqa: BLE001 - the Function's own error is the finding
                 problems.append(f"with only input {k} requiring grad, {name}.backward raised {describe(exc)}")
                 return
-            got = got if isinstance(got, tuple) else (got,)
             for i, (g, need) in enumerate(zip(got, node.needs_input_grad)):
                 if not need and isinstance(g, torch.Tensor):
                     problems.append(f"{name}.backward computed a gradient for input {i} although "
