@@ -1,4 +1,4 @@
-"""The two private torch functions nnbasics uses, kept here so there is one place to look.
+"""The private torch functions nnbasics uses, kept here so there is one place to look.
 
 Neither has a public equivalent (checked against torch 2.13.0, the version the project is
 tested with; ``tests/test_structure.py`` fails if either disappears). If a future torch drops
@@ -11,11 +11,26 @@ one, the fallbacks below keep nnbasics correct, only slower or less helpful.
 - ``has_storage(t)``: does ``t`` own memory, i.e. is it neither a ``torch.func`` wrapper nor a
   tensor of the legacy vmap that ``gradcheck(check_batched_grad=True)`` uses? Only such
   tensors are handed to compiled kernels. Fallback: ``untyped_storage()`` raises for them.
+- ``apply_function(fn, *args)``: ``fn.apply(*args)`` without the Python preamble of
+  ``torch.autograd.Function.apply``, which binds the arguments to ``forward``'s signature with
+  ``inspect.signature`` on every call, although nnbasics always passes all of them
+  positionally: 9 µs for a 1-argument Function, 30 µs for the 6 of ``CrossEntropy``
+  (measured in ``benchmarks/results/README.md``), on steps where the op itself costs tens of
+  µs. It calls the C++ ``apply`` (``torch._C._FunctionBase``), as the preamble ends up doing,
+  whenever no ``torch.func`` transform is active; under one it takes the public path, which
+  is the one that supports them. Fallback: ``fn.apply``.
 """
 import torch
 
 _is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
 _has_storage = getattr(torch._C, "_has_storage", None)
+_FunctionBase = getattr(torch._C, "_FunctionBase", None)
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+try:
+    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
+except ImportError:  # pragma: no cover (a torch without it: take the public path)
+    _unwrap_dead_wrappers = None
+_FAST_APPLY = None not in (_FunctionBase, _transforms_active, _unwrap_dead_wrappers)
 
 
 def is_transformed(t: torch.Tensor) -> bool:
@@ -30,3 +45,11 @@ def has_storage(t: torch.Tensor) -> bool:
     except (RuntimeError, NotImplementedError):
         return False
     return True
+
+
+def apply_function(fn, *args):
+    """``fn.apply(*args)`` for an autograd Function ``fn`` given every argument of its forward."""
+    if not _FAST_APPLY or _transforms_active():
+        return fn.apply(*args)
+    # What Function.apply does after binding the arguments, when no transform is active.
+    return super(torch.autograd.Function, fn).apply(*_unwrap_dead_wrappers(args))

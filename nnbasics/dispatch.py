@@ -11,6 +11,7 @@ device, *args)``, which
 import torch
 
 from . import fused, ops
+from ._torch_private import apply_function
 
 IMPLS = ("custom", "fused")
 _MODULES = {"custom": ops, "fused": fused}
@@ -55,6 +56,11 @@ _AUTOCAST = {
 _AUTOCAST_ELIGIBLE = (torch.float16, torch.bfloat16, torch.float32)
 
 
+def _run(fn, args):
+    """``fn.apply(*args)``: traced as it is under ``torch.compile``, else without its argument binding."""
+    return fn.apply(*args) if torch.compiler.is_compiling() else apply_function(fn, *args)
+
+
 def apply(name: str, impl: str, device: torch.device, *args):
     """``Function.apply(*args)``, cast first as ``torch.autocast`` would cast the built-in op.
 
@@ -65,7 +71,7 @@ def apply(name: str, impl: str, device: torch.device, *args):
     fn = function(name, impl)
     device_type = device.type
     if not torch.is_autocast_enabled(device_type):
-        return fn.apply(*args)
+        return _run(fn, args)
     policy = _AUTOCAST.get(name, {}).get(device_type, _AUTOCAST.get(name, {}).get(None))
     if policy is not None:
         dtype = torch.get_autocast_dtype(device_type) if policy == "lower" else torch.float32
@@ -73,4 +79,4 @@ def apply(name: str, impl: str, device: torch.device, *args):
             a.to(dtype) if isinstance(a, torch.Tensor) and a.dtype in _AUTOCAST_ELIGIBLE else a for a in args
         )
     with torch.autocast(device_type, enabled=False):
-        return fn.apply(*args)
+        return _run(fn, args)

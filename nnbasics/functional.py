@@ -138,7 +138,9 @@ def cross_entropy(
     def rows(t):
         """The rows (N', C) the Functions see: the class dimension last, the rest flattened; the
         gradient comes back contiguous, as the built-in's does."""
-        if t.requires_grad and not plain_rows:
+        if plain_rows:
+            return t
+        if t.requires_grad:
             t = apply("ContiguousGrad", impl, t.device, t)
         return t.movedim(1, -1).reshape(-1, n_classes) if t.dim() > 1 else t[None]
 

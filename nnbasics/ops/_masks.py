@@ -20,3 +20,11 @@ def save_mask(ctx, mask: torch.Tensor, *others: torch.Tensor) -> None:
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(mask, *others)
     ctx.save_for_forward(mask, *others)
+
+
+def as_factor(mask: torch.Tensor) -> torch.Tensor:
+    """A 0/1 mask as a factor to multiply by: a bool mask's bytes viewed as uint8 (no copy, same
+    values), anything else as it is. Multiplying by it gives the same numbers as by the bool mask,
+    but PyTorch's CPU multiply has a vectorized loop for float × uint8 and not for float × bool:
+    3× faster on a (128, 1024) float32 tensor (28 µs vs 87 µs, benchmarks/results/README.md)."""
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask

@@ -34,18 +34,22 @@ ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 
 
 def activation_dropout_forward(x: torch.Tensor, activation: str, p: float, params: tuple, keep: torch.Tensor):
-    """(z, mask): the output, and the mask backward needs; ``keep`` is dropout's Bernoulli(1 - p) draw, bool."""
+    """(z, mask): the output, and the bool mask backward needs. ``keep`` is dropout's
+    Bernoulli(1 - p) draw: 1 (or True) where the element is kept."""
     check(activation, params)
     if activation == "relu":
-        return dropout_derivative_times(relu_forward(x), keep, p), keep & relu_passes(x)
+        y = relu_forward(x)
+        mask = keep.bool() & relu_passes(y)
+        return dropout_derivative_times(y, keep, p), mask
     if activation == "hardtanh":
-        return dropout_derivative_times(hardtanh_forward(x, *params), keep, p), keep & hardtanh_passes(x, *params)
-    return dropout_derivative_times(leaky_relu_forward(x, *params), keep, p), keep
+        y = hardtanh_forward(x, *params)
+        return dropout_derivative_times(y, keep, p), keep.bool() & hardtanh_passes(x, *params)
+    return dropout_derivative_times(leaky_relu_forward(x, *params), keep, p), keep.bool()
 
 
 def draw_keep(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Dropout's draw, exactly as ``dropout.py`` (and torch's CPU dropout) makes it."""
-    return torch.empty_like(x).bernoulli_(1 - p).bool()
+    """Dropout's draw, exactly as ``dropout.py`` (and torch's CPU dropout) makes it: 1.0 or 0.0."""
+    return torch.empty_like(x).bernoulli_(1 - p)
 
 
 def activation_dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,

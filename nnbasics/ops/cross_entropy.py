@@ -31,18 +31,58 @@ from ._reduction import reduce, unreduce
 from .softmax import shifted, softmax_forward
 
 
-def _targets(target, weight, ignore_index):
-    """(valid rows, a safe class index per row, the weight w_{t_i} per row)."""
+def _targets(target, ignore_index):
+    """(valid rows, a safe class index per row: any class will do for an ignored row, which is masked out)."""
     valid = target != ignore_index
-    t = torch.where(valid, target, 0)  # any class will do: the row is masked out
-    w_t = weight[t] if weight is not None else torch.ones_like(t, dtype=torch.get_default_dtype())
-    return valid, t, w_t
+    return valid, torch.where(valid, target, 0)
+
+
+def _divisor(valid, t, weight, dtype):
+    """Σ_i w_{t_i} over the rows that are not ignored (their count when unweighted): 'mean' divides by it."""
+    if weight is None:
+        return valid.sum()  # an integer count: dividing a float loss by it keeps the loss's dtype
+    return torch.where(valid, weight[t], 0).sum().to(dtype)
 
 
 def total_weight(target, weight, ignore_index, dtype):
-    """Σ_i w_{t_i} over the rows that are not ignored: the divisor of 'mean'."""
-    valid, _, w_t = _targets(target, weight, ignore_index)
-    return torch.where(valid, w_t, 0).sum().to(dtype)
+    """The divisor of 'mean': Σ_i w_{t_i} over the rows that are not ignored."""
+    return _divisor(*_targets(target, ignore_index), weight, dtype).to(dtype)  # the count, too, as a float
+
+
+def _unreduced(x, valid, t, weight, eps):
+    """l_i for every row (see ``cross_entropy_unreduced``), from the rows' validity and class indices."""
+    n_classes = x.shape[1]
+    s = shifted(x, 1)
+    log_sum = torch.log(torch.exp(s).sum(1))  # S_i
+    s_t = s.gather(1, t[:, None]).squeeze(1)  # s_{i, t_i}
+    if weight is None:  # m_i = 1: l_i = S_i - (1 - ε) s_{i,t_i} - (ε / C) Σ_c s_ic
+        loss = torch.add(log_sum, s_t, alpha=-(1 - eps))
+        if eps:  # skipped at ε = 0, where a -inf logit would give 0·inf = NaN
+            loss = torch.add(loss, s.sum(1), alpha=-eps / n_classes)
+    else:
+        loss = (1 - eps) * weight[t].to(x.dtype) * (log_sum - s_t)
+        if eps:
+            loss = loss + eps / n_classes * (weight.sum() * log_sum - s @ weight)
+    return torch.where(valid, loss, 0)
+
+
+def _partials(x, valid, t, weight, eps, row_scale=None):
+    """dl_i/dx_ij = m_i p_ij - q_ij, times ``row_scale`` (see ``cross_entropy_partials``)."""
+    n_classes = x.shape[1]
+    r = valid.to(x.dtype) if row_scale is None else valid * row_scale  # 0 on ignored rows
+    p = softmax_forward(x, 1)
+    if weight is None:  # m_i = 1, and q_ij = (1 - ε) [j = t_i] + ε / C
+        grad = (p - eps / n_classes) * r[:, None] if eps else p * r[:, None]
+        target_part = -(1 - eps) * r
+    else:
+        w_t = weight[t].to(x.dtype)
+        m = r * ((1 - eps) * w_t + eps / n_classes * weight.sum())
+        grad = m[:, None] * p
+        if eps:
+            grad = torch.addcmul(grad, r[:, None], weight, value=-eps / n_classes)
+        target_part = -(1 - eps) * w_t * r
+    # In place on a tensor this function just made, and that no backward reads.
+    return grad.scatter_add_(1, t[:, None], target_part[:, None])
 
 
 def cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing):
@@ -51,19 +91,12 @@ def cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing):
     With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
     -log p_ic = S_i - s_ic, so no (N, C) tensor of log-probabilities is ever written:
 
-        l_i = (1 - ε) w_{t_i} (S_i - s_{i,t_i}) + (ε / C) (S_i Σ_c w_c - Σ_c w_c s_ic)
+        l_i = Σ_c q_ic (S_i - s_ic) = m_i S_i - (1 - ε) w_{t_i} s_{i,t_i} - (ε / C) Σ_c w_c s_ic
 
-    and both terms are sums of non-negative numbers (S_i ≥ 0 ≥ s_ic): no cancellation.
+    and every term is non-negative (S_i ≥ 0 ≥ s_ic): no cancellation. Without weights m_i = 1.
     """
-    n_classes, eps = x.shape[1], label_smoothing
-    s = shifted(x, 1)
-    log_sum = torch.log(torch.exp(s).sum(1))
-    valid, t, w_t = _targets(target, weight, ignore_index)
-    loss = (1 - eps) * w_t.to(x.dtype) * (log_sum - s.gather(1, t[:, None]).squeeze(1))
-    if eps:  # skipped at ε = 0, where a -inf logit would give 0·inf = NaN
-        smooth = n_classes * log_sum - s.sum(1) if weight is None else weight.sum() * log_sum - s @ weight
-        loss = loss + eps / n_classes * smooth
-    return torch.where(valid, loss, 0)
+    valid, t = _targets(target, ignore_index)
+    return _unreduced(x, valid, t, weight, label_smoothing)
 
 
 def cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, row_scale=None):
@@ -73,38 +106,29 @@ def cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, row
     q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
     its target part (1 - ε) w_{t_i} is subtracted at (i, t_i) alone, by a scatter of N numbers.
     """
-    n_classes, eps = x.shape[1], label_smoothing
-    valid, t, w_t = _targets(target, weight, ignore_index)
-    r = valid.to(x.dtype) if row_scale is None else valid * row_scale  # 0 on ignored rows
-    w_t = w_t.to(x.dtype)
-    p = softmax_forward(x, 1)
-    if weight is None:  # m_i = 1
-        grad = (p - eps / n_classes) * r[:, None]
-    else:
-        m = r * ((1 - eps) * w_t + eps / n_classes * weight.sum())
-        grad = m[:, None] * p
-        if eps:
-            grad = torch.addcmul(grad, r[:, None], weight, value=-eps / n_classes)
-    # In place on a tensor this function just made, and that no backward reads.
-    return grad.scatter_add_(1, t[:, None], (-(1 - eps) * w_t * r)[:, None])
+    valid, t = _targets(target, ignore_index)
+    return _partials(x, valid, t, weight, label_smoothing, row_scale)
 
 
 def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
-    loss = cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing)
-    return reduce(loss, reduction, total_weight(target, weight, ignore_index, x.dtype))
+    valid, t = _targets(target, ignore_index)
+    loss = _unreduced(x, valid, t, weight, label_smoothing)
+    return reduce(loss, reduction, _divisor(valid, t, weight, x.dtype) if reduction == "mean" else None)
 
 
 def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
     """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
-    total = total_weight(target, weight, ignore_index, x.dtype)
+    valid, t = _targets(target, ignore_index)
+    total = _divisor(valid, t, weight, x.dtype) if reduction == "mean" else None
     grad_rows = unreduce(grad_loss, reduction, target, total)
-    return cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, grad_rows)
+    return _partials(x, valid, t, weight, label_smoothing, grad_rows)
 
 
 def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
     """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
-    grad = cross_entropy_partials(x, target, weight, ignore_index, label_smoothing)
-    return reduce((grad * x_t).sum(1), reduction, total_weight(target, weight, ignore_index, x.dtype))
+    valid, t = _targets(target, ignore_index)
+    grad = _partials(x, valid, t, weight, label_smoothing)
+    return reduce((grad * x_t).sum(1), reduction, _divisor(valid, t, weight, x.dtype) if reduction == "mean" else None)
 
 
 class CrossEntropy(torch.autograd.Function):

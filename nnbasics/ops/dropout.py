@@ -6,29 +6,29 @@
 Dividing by the keep probability during training keeps E[y] = x, so nothing
 changes at evaluation time, where dropout is the identity. The mask is drawn
 exactly as ``torch.nn.functional.dropout`` draws it on the CPU (``bernoulli_``
-on an empty tensor like x), so the same seed drops the same elements. It is
-saved as bool (1 byte per element) and returned as a second,
-non-differentiable output.
+on an empty tensor like x, 1.0 or 0.0), so the same seed drops the same
+elements. Forward multiplies by that draw; the mask is saved as bool (1 byte
+per element) and returned as a second, non-differentiable output.
 """
 import torch
 
-from ._masks import save_mask
+from ._masks import as_factor, save_mask
 
 
 def dropout_forward(x: torch.Tensor, p: float):
     keep = torch.empty_like(x).bernoulli_(1 - p)  # 1.0 with probability 1 - p, else 0.0
-    mask = keep.bool()
-    return dropout_derivative_times(x, mask, p), mask
+    return dropout_derivative_times(x, keep, p), keep.bool()
 
 
-def dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+def dropout_derivative_times(v: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
     """v · dy/dx, elementwise: dy/dx is 1/(1-p) where the element is kept and 0 elsewhere.
+    ``keep``: 1 where kept, 0 where dropped (the bool mask, or the 0/1 draw itself).
 
     Dropout is linear in x (y = x · dy/dx), so forward uses this too, with v = x.
     """
     # p == 1 drops everything: the scale 1/(1-p) would be inf and inf·0 NaN.
     scale = 0.0 if p == 1 else 1 / (1 - p)
-    return v * mask * scale
+    return (v * as_factor(keep)).mul_(scale)  # scaled where it is: one new tensor, not two
 
 
 class Dropout(torch.autograd.Function):
