@@ -127,6 +127,9 @@ def class_targets(input, target, ignore_index) -> None:
         )
     n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     if readable(target) and target.numel():
+        low, high = torch.aminmax(target)  # one pass; the element-wise search below only on failure
+        if 0 <= low.item() and high.item() < n_classes:
+            return
         bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
         if bad.any():
             where = _first_bad(bad)

@@ -13,6 +13,7 @@ Layouts are compared as the strides of the dimensions longer than 1 (``_layout``
 import pytest
 import torch
 
+from nnbasics import functional as F
 from nnbasics.testing import OPS, compare
 
 LAYOUTS = ("permuted", "expanded", "sliced")
@@ -67,31 +68,11 @@ def _leaf(t, layout=None):
     return x.requires_grad_(t.requires_grad)
 
 
-# Where the built-in's layout depends on TensorIterator's choice among operands of different
-# layouts, or on a matrix-product backward that keeps the input's layout, the hand-written
-# formulas (same values) pick another; listed exactly, so a fix shows up as an XPASS.
-KNOWN = {
-    ("linear", "permuted"): "torch's mm backward gives grad_input in the input's (transposed) layout; ours is contiguous",
-    ("mse_loss", "permuted"): "torch's mse_loss_backward writes contiguous gradients; ours follow the input's layout",
-}
+def _cases():
+    return [pytest.param(op, layout, id=f"{op.name}-{layout}") for op in OPS for layout in LAYOUTS]
 
 
-KNOWN_UPSTREAM = {
-    ("hardtanh", "permuted"): "ops/hardtanh.py's backward returns a contiguous gradient for a permuted grad_output; "
-                              "torch's hardtanh_backward follows grad_output's layout",
-}
-
-
-def _cases(known):
-    """(op, layout) for every op and layout; those in ``known`` are strict expected failures."""
-    for op in OPS:
-        for layout in LAYOUTS:
-            reason = known.get((op.name, layout))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            yield pytest.param(op, layout, marks=marks, id=f"{op.name}-{layout}")
-
-
-@pytest.mark.parametrize("op,layout", list(_cases(KNOWN)))
+@pytest.mark.parametrize("op,layout", _cases())
 def test_input_layouts(op, layout, device, impl):
     """An input in ``layout``: the contiguous case's values, the built-in's layouts."""
     problems = []
@@ -112,7 +93,7 @@ def test_input_layouts(op, layout, device, impl):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("op,layout", list(_cases(KNOWN_UPSTREAM)))
+@pytest.mark.parametrize("op,layout", _cases())
 def test_upstream_gradient_layouts(op, layout, device, impl):
     """grad_output in ``layout``: input gradients equal the contiguous case's, in the built-in's layout."""
     problems = []
@@ -135,3 +116,20 @@ def test_upstream_gradient_layouts(op, layout, device, impl):
             if _layout(m) != _layout(r):
                 problems.append(f"{s.desc}: grad {i} strides {m.stride()}, built-in {r.stride()}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("x_layout,w_layout", [("row", "column"), ("column", "column"), ("column", "row")])
+def test_linear_gradients_keep_the_layouts_torchs_matrix_product_keeps(x_layout, w_layout, device, impl):
+    """A column-major input or a weight that is not row-major (a transposed matrix) gets its gradient
+    in that layout, as torch's mm backward gives it; same values as the contiguous case."""
+    def matrix(shape, layout):
+        m = torch.randn(shape, dtype=torch.float64, device=device)
+        return (m.t().contiguous().t() if layout == "column" else m).requires_grad_()
+
+    x, w, b = matrix((6, 4), x_layout), matrix((3, 4), w_layout), torch.randn(3, dtype=torch.float64, device=device)
+    g = torch.randn(6, 3, dtype=torch.float64, device=device)
+    mine = torch.autograd.grad(F.linear(x, w, b, impl=impl), (x, w), g)
+    ref = torch.autograd.grad(torch.nn.functional.linear(x, w, b), (x, w), g)
+    for name, m, r in zip(("grad_input", "grad_weight"), mine, ref):
+        assert compare(name, m, r).close
+        assert m.stride() == r.stride(), (name, m.stride(), r.stride())

@@ -113,10 +113,11 @@ def test_functional_signatures_mirror_torch():
                 assert mine[p].default == ref_default, (name, p)
 
 
-def test_linear_output_can_be_changed_in_place_as_torchs_can():
-    """torch.nn.ReLU(inplace=True) after a Linear is common: the output of a 2-D linear must not
-    be a view made inside the Function (autograd forbids changing those in place)."""
-    x = torch.randn(4, 5)
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 5), (5,)], ids=["2-D", "3-D", "unbatched"])
+def test_linear_output_can_be_changed_in_place_as_torchs_can(shape):
+    """torch.nn.ReLU(inplace=True) after a Linear is common: the output of a linear, of any rank,
+    must not be a view made inside the Function (autograd forbids changing those in place)."""
+    x = torch.randn(shape)
     for impl in F.IMPLS:
         torch.manual_seed(0)
         mine = nn.Sequential(nnb.Linear(5, 3, impl=impl), nn.ReLU(inplace=True))

@@ -57,8 +57,11 @@ def hardtanh_passes(s: torch.Tensor, min_val: float, max_val: float) -> torch.Te
 
 
 def hardtanh_derivative_times(v: torch.Tensor, s: torch.Tensor, min_val: float, max_val: float) -> torch.Tensor:
-    """v · dy/dx, elementwise, from s = y (or x): v where lo < s < hi, 0 elsewhere (NaN included)."""
-    return torch.where(hardtanh_passes(s, min_val, max_val), v, 0)
+    """v · dy/dx, elementwise, from s = y (or x): v where lo < s < hi, 0 elsewhere (NaN included).
+
+    Written as a copy of v with the blocked elements set to 0, so that the gradient keeps v's
+    layout as ``hardtanh_backward`` does (``torch.where`` would take the condition's)."""
+    return v.clone().masked_fill_(torch.logical_not(hardtanh_passes(s, min_val, max_val)), 0)
 
 
 class Hardtanh(torch.autograd.Function):

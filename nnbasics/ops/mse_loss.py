@@ -44,7 +44,10 @@ def mse_backward(grad_loss, x, y, weight, loss, reduction, needs_input_grad):
     gl = unreduce(grad_loss, reduction, x, _total(weight))
     partials = mse_partials(x, y, weight, reduction, loss)
     # p first: the gradient takes the layout of the partials (the inputs'), not the upstream gradient's
-    return tuple(p * gl if p is not None and need else None for p, need in zip(partials, needs_input_grad))
+    grads = tuple(p * gl if p is not None and need else None for p, need in zip(partials, needs_input_grad))
+    if weight is None:  # torch's mse_loss_backward writes a new contiguous tensor, whatever the inputs' layout
+        grads = tuple(g if g is None else g.contiguous() for g in grads)
+    return grads
 
 
 def mse_jvp(tangents, x, y, weight, loss, reduction):
