@@ -68,8 +68,7 @@ def build(config: Config, steps_per_epoch: int, device=None):
     torch.manual_seed(config.seed)  # seeds the CUDA generators too
     model = MLP([28 * 28, *config.hidden, nndata.NUM_CLASSES], activation=config.activation, dropout=config.dropout,
                 impl=config.impl, init=config.init, device=device, dtype=DTYPES[config.dtype])
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
         # Warm up from lr/25 over the first 30% of the steps, then cosine down to ~0. The
@@ -83,6 +82,12 @@ def build(config: Config, steps_per_epoch: int, device=None):
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return model, optimizer, scheduler
+
+
+def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD over ``model``'s parameters with the run's learning rate, momentum and weight decay."""
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov, weight_decay=config.weight_decay)
 
 
 def make_loss(config: Config):

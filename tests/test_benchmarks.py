@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import common, memory, ops, saved
+from benchmarks import common, memory, ops, saved, step_parts
 from benchmarks import train as bench_train
+from nnbasics import nn as nnb
+from nnbasics import train as nntrain
 from nnbasics.testing import OPS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +186,37 @@ def test_overhead_benchmark_runs_and_writes_every_variant_and_mode(tmp_path):
     for row in report["rows"]:
         assert all(row[f"{name} s"] > 0 for name in overhead.VARIANTS)
     assert "custom_op − built-in" in (tmp_path / "o.md").read_text()
+
+
+def test_step_parts_benchmark_times_every_variant_with_its_part_swapped(tmp_path):
+    """benchmarks.step_parts --quick: every variant, at the quick batch and the tiny MLP, each part
+    of the custom step swapped for the built-in's in its own variant."""
+    out = tmp_path / "parts.json"
+    assert step_parts.main(["--quick", "--device", "cpu", "--precisions", "float32", "--json", str(out),
+                            "--markdown", str(tmp_path / "parts.md")]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    variants = {"builtin", "custom", "custom, built-in linear", "custom, built-in activation+dropout",
+                "custom, built-in cross-entropy"}
+    for mlp in ("784-64-10", "784-8-8-10"):
+        assert {r["variant"] for r in rows if r["mlp"] == mlp} == variants
+    for r in rows:
+        assert r["step_ms"] > 0 and math.isfinite(r["step_ms"])
+        assert (r["part_cost_ms"] is None) == (r["variant"] in ("builtin", "custom"))
+    assert "| MLP | batch |" in (tmp_path / "parts.md").read_text()
+
+
+def test_step_parts_variants_swap_exactly_their_part():
+    """The hybrid networks hold the built-in's modules where their part is, nnbasics' elsewhere."""
+    config = nntrain.Config(hidden=[16], device="cpu", quiet=True)
+    variants = step_parts._variants(config, torch.device("cpu"))
+    linear_swapped = variants["custom, built-in linear"][0]
+    assert all(type(m) is torch.nn.Linear for m in linear_swapped if isinstance(m, torch.nn.Linear))
+    assert all(isinstance(m, (nnb.ReLU, nnb.Dropout)) for m in linear_swapped if not isinstance(m, torch.nn.Linear))
+    act_swapped = variants["custom, built-in activation+dropout"][0]
+    assert all(isinstance(m, nnb.Linear) for m in act_swapped if isinstance(m, torch.nn.Linear))
+    assert all(type(m) in (torch.nn.ReLU, torch.nn.Dropout) for m in act_swapped if not isinstance(m, torch.nn.Linear))
+    # same weights as the custom network in every variant
+    custom = variants["custom"][0].state_dict()
+    for name, (model, _, _) in variants.items():
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, custom[key]), (name, key)

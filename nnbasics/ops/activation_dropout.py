@@ -12,7 +12,7 @@ anyway), and dropout a 1-byte mask. But after dropout the next layer keeps z, no
 kept for f alone: 1 + 2..8 bytes per element. Together, one op sees both derivatives:
 
 - relu, hardtanh: f'(x) is 0 or 1, so dz/dx = (m and f'(x) = 1) / (1 - p). One bool mask,
-  ``keep & passes(x)``, holds all backward needs: 1 byte per element, and y is not kept.
+  ``keep & passes``, holds all backward needs: 1 byte per element, and y is not kept.
 - leaky_relu (a ≥ 0): f'(x) is 1 or a, three values with m. The mask m is saved, and the
   output z, whose sign is x's wherever m = 1 (z = y / (1 - p), y > 0 exactly where x > 0):
   z is what the next layer keeps anyway. For a < 0 z no longer tells x's sign, and the op

@@ -1,0 +1,144 @@
+"""Where the hand-written training step's extra time goes, part by part.
+
+    python -m benchmarks.step_parts [--batch-sizes 128,1024] [--precisions float32,bfloat16]
+                                    [--rounds 5] [--json F] [--markdown F] [--quick]
+
+The step is ``nnbasics.train.train_step`` on the default MLP (784-1024-1024-10, relu, dropout,
+label-smoothed cross-entropy, SGD), as ``benchmarks.train`` times it. Here it is timed for
+variants that differ in one part only, alternately in one process
+(``benchmarks.common.time_alternately``):
+
+- ``builtin``: torch.nn throughout; ``custom``: nnbasics' hand-written ops throughout;
+- ``custom, built-in <part>``: the custom network with one part taken back from the built-in
+  network (same weights): the three ``linear`` layers, the activation+dropout pairs, or the
+  cross-entropy.
+
+``custom`` minus ``custom, built-in <part>`` is what that part costs over the built-in inside
+the step itself, memory traffic and allocations included, which timing an op alone misses.
+
+A last pair times the same step on a 784-8-8-10 MLP at batch 4, where the arithmetic costs
+next to nothing: its difference is the fixed, per-call part (Python in ``autograd.Function``,
+the argument checks, one small tensor operation per term of a formula), paid at every batch size.
+
+``--quick`` only checks that it runs: its numbers mean nothing.
+"""
+import argparse
+import copy
+import dataclasses
+import sys
+
+import torch
+
+from benchmarks import common
+from nnbasics import data as nndata
+from nnbasics import files
+from nnbasics import train as nntrain
+
+PRECISIONS = ("float32", "bfloat16")
+PARTS = {
+    "linear": lambda layer: isinstance(layer, torch.nn.Linear),
+    "activation+dropout": lambda layer: not isinstance(layer, torch.nn.Linear),
+}
+TINY = {"hidden": [8, 8], "batch_size": 4}
+
+
+def _variants(config, device):
+    """{name: (model, optimizer, loss_fn)}: built-in, custom, and custom with each part built-in."""
+    builtin = nntrain.build(dataclasses.replace(config, impl="builtin"), steps_per_epoch=1, device=device)[0]
+    custom = nntrain.build(dataclasses.replace(config, impl="custom"), steps_per_epoch=1, device=device)[0]
+    custom_loss = nntrain.make_loss(dataclasses.replace(config, impl="custom"))
+    builtin_loss = nntrain.make_loss(dataclasses.replace(config, impl="builtin"))
+    models = {"builtin": (builtin, builtin_loss), "custom": (custom, custom_loss)}
+    for part, chosen in PARTS.items():
+        hybrid = copy.deepcopy(custom)
+        for i, layer in enumerate(builtin):
+            if chosen(layer):
+                hybrid[i] = copy.deepcopy(layer)
+        models[f"custom, built-in {part}"] = (hybrid, custom_loss)
+    models["custom, built-in cross-entropy"] = (copy.deepcopy(custom), builtin_loss)
+    return {name: (model, nntrain.make_optimizer(config, model), loss) for name, (model, loss) in models.items()}
+
+
+def step_times(config, x, y, device, amp, rounds, min_run_time):
+    """Median seconds per step of every variant."""
+    fns = {name: (lambda m=m, o=o, f=f: nntrain.train_step(m, o, x, y, f, amp=amp))
+           for name, (m, o, f) in _variants(config, device).items()}
+    return common.time_alternately(fns, device, rounds=rounds, min_run_time=min_run_time)
+
+
+def _batch(data, batch_size):
+    return next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.step_parts", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
+                        help="device (default: cuda if usable, else cpu)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help=f"comma-separated subset of {','.join(PRECISIONS)} (bfloat16: bfloat16 autocast)")
+    parser.add_argument("--batch-sizes", default="128,1024", help="batch sizes (default: 128,1024)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
+    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timed block (default: 0.5)")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: a 784-64-10 MLP, batch 32, one short round")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not common.cuda_usable():
+        parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
+    precisions = args.precisions.split(",")
+    if set(precisions) - set(PRECISIONS):
+        parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        parser.error(f"--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 128,1024")
+    device = torch.device(args.device)
+    config = nntrain.Config(device=args.device, quiet=True)
+    if args.quick:
+        config = dataclasses.replace(config, hidden=[64])
+        batch_sizes, args.rounds, args.min_run_time = [32], 1, 0.02
+    data = nndata.load_splits(config.dataset, device=device, quiet=True)
+    env = common.environment(device, torch.float32, "python -m benchmarks.step_parts",
+                             sys.argv[1:] if argv is None else argv)
+    warning = common.busy_warning(torch.get_num_threads())
+    if warning:
+        print("warning:", warning, file=sys.stderr)
+
+    cases = [(config, b) for b in batch_sizes]
+    cases.append((dataclasses.replace(config, hidden=TINY["hidden"]), TINY["batch_size"]))
+    rows = []
+    for precision in precisions:
+        for case_config, batch_size in cases:
+            x, y = _batch(data, batch_size)
+            times = step_times(case_config, x, y, device, precision == "bfloat16", args.rounds, args.min_run_time)
+            mlp = "-".join(str(s) for s in (784, *case_config.hidden, nndata.NUM_CLASSES))
+            for name, seconds in times.items():
+                rows.append({"mlp": mlp, "batch_size": batch_size, "precision": precision, "variant": name,
+                             "step_ms": seconds * 1e3, "vs_builtin": seconds / times["builtin"],
+                             "part_cost_ms": (times["custom"] - seconds) * 1e3 if name.startswith("custom, ") else None})
+    result = {"environment": env, "rows": rows}
+    text = markdown(result)
+    print(text)
+    if args.json:
+        files.write_json(args.json, result, indent=1)
+    if args.markdown:
+        files.write_text(args.markdown, text)
+    return 0
+
+
+def markdown(result):
+    env = result["environment"]
+    out = [f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
+           f"load average {env['load_average']}, {env['date']})", "",
+           "`part cost`: custom step minus this variant's step, i.e. what the part taken back from the "
+           "built-in costs over it.", "",
+           "| MLP | batch | precision | variant | step ms | vs built-in | part cost ms |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        cost = "" if r["part_cost_ms"] is None else f"{r['part_cost_ms']:+.3f}"
+        out.append(f"| {r['mlp']} | {r['batch_size']} | {r['precision']} | {r['variant']} | {r['step_ms']:.3f} | "
+                   f"{r['vs_builtin']:.3f} | {cost} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
