@@ -33,8 +33,8 @@ from benchmarks import common
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
+from benchmarks.train import PRECISIONS, step_options
 
-PRECISIONS = ("float32", "bfloat16")
 PARTS = {
     "linear": lambda layer: isinstance(layer, torch.nn.Linear),
     "activation+dropout": lambda layer: not isinstance(layer, torch.nn.Linear),
@@ -83,15 +83,7 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not common.cuda_usable():
-        parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
-    precisions = args.precisions.split(",")
-    if set(precisions) - set(PRECISIONS):
-        parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
-    try:
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    except ValueError:
-        parser.error(f"--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 128,1024")
+    precisions, batch_sizes = step_options(parser, args)
     device = torch.device(args.device)
     config = nntrain.Config(device=args.device, quiet=True)
     if args.quick:

@@ -138,6 +138,21 @@ def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epo
             "history": history}
 
 
+def step_options(parser, args):
+    """(precisions, batch sizes) from ``--precisions`` and ``--batch-sizes``, after checking
+    ``--device``; a bad value ends the program with a one-line usage error."""
+    if args.device == "cuda" and not common.cuda_usable():
+        parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
+    precisions = args.precisions.split(",")
+    if set(precisions) - set(PRECISIONS):
+        parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        parser.error(f"--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 128,1024")
+    return precisions, batch_sizes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
@@ -161,18 +176,10 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write Markdown tables (for the README)")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not common.cuda_usable():
-        parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
+    precisions, batch_sizes = step_options(parser, args)
     impls = args.impls.split(",")
     if set(impls) - set(MLP_IMPLS):
         parser.error(f"--impls: unknown {sorted(set(impls) - set(MLP_IMPLS))}; choose from {MLP_IMPLS}")
-    precisions = args.precisions.split(",")
-    if set(precisions) - set(PRECISIONS):
-        parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
-    try:
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    except ValueError:
-        parser.error(f"--batch-sizes {args.batch_sizes!r}: give comma-separated integers, e.g. 128,1024")
     try:
         targets = sorted(float(t) for t in args.targets.split(","))
     except ValueError:
