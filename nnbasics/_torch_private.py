@@ -47,9 +47,14 @@ def has_storage(t: torch.Tensor) -> bool:
     return True
 
 
+def transforms_active() -> bool:
+    """Is a ``torch.func`` transform (vmap, grad, jvp, ...) running? Fallback: assume one is."""
+    return _transforms_active is None or _transforms_active()
+
+
 def apply_function(fn, *args):
     """``fn.apply(*args)`` for an autograd Function ``fn`` given every argument of its forward."""
-    if not _FAST_APPLY or _transforms_active():
+    if not _FAST_APPLY or transforms_active():
         return fn.apply(*args)
     # What Function.apply does after binding the arguments, when no transform is active.
     return super(torch.autograd.Function, fn).apply(*_unwrap_dead_wrappers(args))

@@ -11,7 +11,7 @@ device, *args)``, which
 import torch
 
 from . import fused, ops
-from ._torch_private import apply_function
+from ._torch_private import apply_function, transforms_active
 
 IMPLS = ("custom", "fused")
 _MODULES = {"custom": ops, "fused": fused}
@@ -30,6 +30,32 @@ def without_jvp(fn):
 
 _COMPILABLE = {impl: {name: without_jvp(getattr(module, name)) for name in ops.__all__}
                for impl, module in _MODULES.items()}
+
+
+def in_place(fn):
+    """The same Function, writing its (first) output into its input x, for ``inplace=True``.
+
+    ``forward`` computes the output as ``fn`` does and copies it into x; ``setup_context`` marks
+    x dirty (autograd then knows x changed, and refuses a leaf that requires grad, as for the
+    built-ins) and saves what ``fn`` saves. For an op that saves its output, that output is now
+    x itself: nothing is kept beside the tensor the next layer keeps anyway, as with the
+    built-ins' ``relu_``. (An op that saves its *input* cannot be made in place this way: its
+    input is overwritten; ``apply_in_place`` copies instead.)
+    """
+    def forward(x, *args):
+        out = fn.forward(x, *args)
+        return (x.copy_(out[0]), *out[1:]) if isinstance(out, tuple) else x.copy_(out)
+
+    def setup_context(ctx, inputs, output):
+        ctx.mark_dirty(inputs[0])
+        fn.setup_context(ctx, inputs, output)
+
+    return type(fn.__name__ + "InPlace", (fn,), {"forward": staticmethod(forward), "setup_context":
+                                                 staticmethod(setup_context), "__module__": fn.__module__})
+
+
+IN_PLACE = ("ReLU", "LeakyReLU", "Hardtanh", "Dropout")
+_IN_PLACE = {impl: {name: in_place(getattr(module, name)) for name in IN_PLACE} for impl, module in _MODULES.items()}
 
 
 def function(name: str, impl: str):
@@ -80,3 +106,26 @@ def apply(name: str, impl: str, device: torch.device, *args):
         )
     with torch.autocast(device_type, enabled=False):
         return _run(fn, args)
+
+
+def apply_in_place(name: str, impl: str, device: torch.device, saves_output: bool, *args):
+    """``apply(name, impl, device, *args)`` with the (first) result written into ``args[0]``,
+    which is returned in its place (``inplace=True``).
+
+    The in-place twin (``in_place``) is used where it can be: the op saves its output
+    (``saves_output``), and neither ``torch.compile`` nor a ``torch.func`` transform is
+    running (they trace in-place Functions differently). Elsewhere the result is computed
+    out of place and copied into ``args[0]``: the same values and gradients, autograd
+    included, with the output kept besides the input; an op that saves its input gets a copy
+    of it, which the write does not touch (so leaky_relu_ with a negative slope, which torch
+    refuses in backward, works here).
+    """
+    if saves_output and not torch.compiler.is_compiling() and not transforms_active():
+        fn = _IN_PLACE[impl][name]
+        if not torch.is_autocast_enabled(device.type):  # these ops are not cast under autocast
+            return apply_function(fn, *args)
+        with torch.autocast(device.type, enabled=False):
+            return apply_function(fn, *args)
+    x = args[0]
+    out = apply(name, impl, device, x if saves_output else x.clone(), *args[1:])
+    return (x.copy_(out[0]), *out[1:]) if isinstance(out, tuple) else x.copy_(out)

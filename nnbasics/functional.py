@@ -20,18 +20,14 @@ import warnings
 import torch
 
 from . import arguments as check
-from .dispatch import IMPLS, apply  # noqa: F401 (IMPLS: what impl= accepts, for users)
+from .dispatch import IMPLS, apply, apply_in_place  # noqa: F401 (IMPLS: what impl= accepts, for users)
+from .ops.hardtanh import hardtanh_saves_output
+from .ops.leaky_relu import leaky_relu_saves_output
 
 __all__ = [
     "linear", "sigmoid", "relu", "cross_entropy", "tanh", "leaky_relu", "hardtanh", "softmax",
     "log_softmax", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "dropout",
 ]
-
-
-def _inplace(input: torch.Tensor, out: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """``inplace=True`` writes the result into ``input``: same semantics as the built-in,
-    autograd included, though it saves no memory here."""
-    return input.copy_(out) if inplace else out
 
 
 # --------------------------------------------------------------------------- layers
@@ -56,21 +52,26 @@ def tanh(input, *, impl="custom"):
 
 def relu(input, inplace=False, *, impl="custom"):
     """max(x, 0), elementwise."""
-    out = apply("ReLU", impl, input.device, input)
-    return _inplace(input, out, inplace)
+    if inplace:
+        return apply_in_place("ReLU", impl, input.device, True, input)
+    return apply("ReLU", impl, input.device, input)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False, *, impl="custom"):
     """x if x > 0 else negative_slope · x, elementwise."""
-    out = apply("LeakyReLU", impl, input.device, input, float(negative_slope))
-    return _inplace(input, out, inplace)
+    if inplace:
+        return apply_in_place("LeakyReLU", impl, input.device, leaky_relu_saves_output(negative_slope), input,
+                              float(negative_slope))
+    return apply("LeakyReLU", impl, input.device, input, float(negative_slope))
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False, *, impl="custom"):
     """clamp(x, min_val, max_val), elementwise."""
     check.hardtanh(min_val, max_val)
-    out = apply("Hardtanh", impl, input.device, input, float(min_val), float(max_val))
-    return _inplace(input, out, inplace)
+    if inplace:
+        return apply_in_place("Hardtanh", impl, input.device, hardtanh_saves_output(input.dtype, min_val, max_val),
+                              input, float(min_val), float(max_val))
+    return apply("Hardtanh", impl, input.device, input, float(min_val), float(max_val))
 
 
 def dropout(input, p=0.5, training=True, inplace=False, *, impl="custom"):
@@ -78,8 +79,11 @@ def dropout(input, p=0.5, training=True, inplace=False, *, impl="custom"):
     check.dropout(p)
     if not training or p == 0:  # the built-in returns the input itself then
         return input
-    out, _mask = apply("Dropout", impl, input.device, input, float(p))
-    return _inplace(input, out, inplace)
+    if inplace:
+        out, _mask = apply_in_place("Dropout", impl, input.device, True, input, float(p))
+    else:
+        out, _mask = apply("Dropout", impl, input.device, input, float(p))
+    return out
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
