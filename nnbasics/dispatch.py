@@ -43,8 +43,7 @@ def in_place(fn):
     input is overwritten; ``apply_in_place`` copies instead.)
     """
     def forward(x, *args):
-        out = fn.forward(x, *args)
-        return (x.copy_(out[0]), *out[1:]) if isinstance(out, tuple) else x.copy_(out)
+        return _into(x, fn.forward(x, *args))
 
     def setup_context(ctx, inputs, output):
         ctx.mark_dirty(inputs[0])
@@ -54,14 +53,24 @@ def in_place(fn):
                                                  staticmethod(setup_context), "__module__": fn.__module__})
 
 
+def _into(x, out):
+    """``out`` (or its first element, for a Function with several outputs) copied into x, and x
+    returned in its place."""
+    return (x.copy_(out[0]), *out[1:]) if isinstance(out, tuple) else x.copy_(out)
+
+
 IN_PLACE = ("ReLU", "LeakyReLU", "Hardtanh", "Dropout")
 _IN_PLACE = {impl: {name: in_place(getattr(module, name)) for name in IN_PLACE} for impl, module in _MODULES.items()}
 
 
-def function(name: str, impl: str):
-    """The autograd Function called ``name`` in implementation ``impl``."""
+def _check_impl(impl: str) -> None:
     if impl not in _MODULES:
         raise ValueError(f"impl={impl!r} is not an implementation: use one of {IMPLS}")
+
+
+def function(name: str, impl: str):
+    """The autograd Function called ``name`` in implementation ``impl``."""
+    _check_impl(impl)
     if torch.compiler.is_compiling():
         return _COMPILABLE[impl][name]
     return getattr(_MODULES[impl], name)
@@ -94,7 +103,10 @@ def apply(name: str, impl: str, device: torch.device, *args):
     chosen here, not be re-cast op by op (under CUDA autocast ``torch.exp`` alone would run in
     float32 and leak a float32 output).
     """
-    fn = function(name, impl)
+    return _cast_and_run(function(name, impl), name, device, args)
+
+
+def _cast_and_run(fn, name, device, args):
     device_type = device.type
     if not torch.is_autocast_enabled(device_type):
         return _run(fn, args)
@@ -121,11 +133,7 @@ def apply_in_place(name: str, impl: str, device: torch.device, saves_output: boo
     refuses in backward, works here).
     """
     if saves_output and not torch.compiler.is_compiling() and not transforms_active():
-        fn = _IN_PLACE[impl][name]
-        if not torch.is_autocast_enabled(device.type):  # these ops are not cast under autocast
-            return apply_function(fn, *args)
-        with torch.autocast(device.type, enabled=False):
-            return apply_function(fn, *args)
+        _check_impl(impl)
+        return _cast_and_run(_IN_PLACE[impl][name], name, device, args)
     x = args[0]
-    out = apply(name, impl, device, x if saves_output else x.clone(), *args[1:])
-    return (x.copy_(out[0]), *out[1:]) if isinstance(out, tuple) else x.copy_(out)
+    return _into(x, apply(name, impl, device, x if saves_output else x.clone(), *args[1:]))
