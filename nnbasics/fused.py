@@ -165,7 +165,8 @@ class Sigmoid(ops.Sigmoid):
 
 
 class Tanh(ops.Tanh):
-    forward = staticmethod(kernel(_tanh.tanh_forward))
+    # forward: the reference's, one ATen op (torch.tanh). Compiled, Inductor's vectorized tanh
+    # took 1.79 ms against ATen's 0.36 ms at 1M float32 elements (benchmarks/results/README.md).
 
     @staticmethod
     def backward(ctx, grad_y):
