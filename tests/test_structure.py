@@ -85,3 +85,9 @@ def test_private_torch_functions_still_exist():
     """nnbasics/_torch_private.py falls back when they are gone; this says when that happens."""
     assert callable(torch._C._has_storage)
     assert callable(torch._C._functorch.is_functorch_wrapped_tensor)
+    assert callable(torch._C._are_functorch_transforms_active)
+    assert callable(torch._C._FunctionBase.apply)
+    from torch._functorch.utils import unwrap_dead_wrappers
+    assert callable(unwrap_dead_wrappers)
+    from nnbasics import _torch_private
+    assert _torch_private._FAST_APPLY
