@@ -33,7 +33,7 @@ from benchmarks import common
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
-from benchmarks.train import PRECISIONS, step_options
+from benchmarks.train import PRECISIONS, first_batch, step_options
 
 PARTS = {
     "linear": lambda layer: isinstance(layer, torch.nn.Linear),
@@ -64,10 +64,6 @@ def step_times(config, x, y, device, amp, rounds, min_run_time):
     fns = {name: (lambda m=m, o=o, f=f: nntrain.train_step(m, o, x, y, f, amp=amp))
            for name, (m, o, f) in _variants(config, device).items()}
     return common.time_alternately(fns, device, rounds=rounds, min_run_time=min_run_time)
-
-
-def _batch(data, batch_size):
-    return next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
 
 
 def main(argv=None):
@@ -101,7 +97,7 @@ def main(argv=None):
     rows = []
     for precision in precisions:
         for case_config, batch_size in cases:
-            x, y = _batch(data, batch_size)
+            x, y = first_batch(data, batch_size)
             times = step_times(case_config, x, y, device, precision == "bfloat16", args.rounds, args.min_run_time)
             mlp = "-".join(str(s) for s in (784, *case_config.hidden, nndata.NUM_CLASSES))
             for name, seconds in times.items():

@@ -45,6 +45,11 @@ from nnbasics.nn import MLP_IMPLS
 PRECISIONS = ("float32", "bfloat16")
 
 
+def first_batch(data, batch_size):
+    """The first normalised (x, y) batch of the training split, as training would see it."""
+    return next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
+
+
 def _variants(impls, precisions, compile_too):
     """[(impl, compiled, amp)]: every impl eager, then compiled (but fused: compiled fused = compiled custom)."""
     out = []
@@ -70,7 +75,7 @@ def _setup(config, device, compiled):
 
 def step_times(config, data, device, batch_size, variants, rounds, min_run_time):
     """Median seconds per training step of each variant, and the compile time of compiled ones."""
-    x, y = next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
+    x, y = first_batch(data, batch_size)
     fns, compile_s = {}, {}
     for impl, compiled, amp in variants:
         name = _name(impl, compiled, amp)
@@ -87,7 +92,7 @@ def step_times(config, data, device, batch_size, variants, rounds, min_run_time)
 
 def saved_bytes(config, data, device, impls, batch_size=128):
     """{impl: (total, unique)} bytes saved for backward by one forward, parameters and batch excluded."""
-    x, y = next(nndata.batches(data.train, batch_size, mean=data.mean, std=data.std))
+    x, y = first_batch(data, batch_size)
     out = {}
     for impl in impls:
         model, _, loss_fn = _setup(dataclasses.replace(config, impl=impl), device, compiled=False)
@@ -105,7 +110,7 @@ def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epo
     if compiled:  # compile outside the clock, on one batch, then restore the untouched start
         state = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
         train_model, train_loss = torch.compile(model), torch.compile(loss_fn)
-        x, y = next(nndata.batches(data.train, config.batch_size, mean=data.mean, std=data.std))
+        x, y = first_batch(data, config.batch_size)
         start = time.perf_counter()
         nntrain.train_step(train_model, optimizer, x, y, train_loss, amp=amp)
         compile_s = time.perf_counter() - start

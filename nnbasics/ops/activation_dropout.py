@@ -25,7 +25,7 @@ non-differentiable output (see ``_masks.py``). The formulas are the two ops' own
 import torch
 
 from ._masks import save_mask
-from .dropout import dropout_derivative_times
+from .dropout import draw_keep, dropout_derivative_times
 from .hardtanh import hardtanh_forward, hardtanh_passes
 from .leaky_relu import leaky_relu_derivative_times, leaky_relu_forward, leaky_relu_saves_output
 from .relu import relu_forward, relu_passes
@@ -45,11 +45,6 @@ def activation_dropout_forward(x: torch.Tensor, activation: str, p: float, param
         y = hardtanh_forward(x, *params)
         return dropout_derivative_times(y, keep, p), keep.bool() & hardtanh_passes(x, *params)
     return dropout_derivative_times(leaky_relu_forward(x, *params), keep, p), keep.bool()
-
-
-def draw_keep(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Dropout's draw, exactly as ``dropout.py`` (and torch's CPU dropout) makes it: 1.0 or 0.0."""
-    return torch.empty_like(x).bernoulli_(1 - p)
 
 
 def activation_dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,

@@ -44,6 +44,11 @@ def _divisor(valid, t, weight, dtype):
     return torch.where(valid, weight[t], 0).sum().to(dtype)
 
 
+def _mean_divisor(reduction, valid, t, weight, dtype):
+    """What ``reduce`` divides by: the divisor for 'mean', nothing for the other reductions."""
+    return _divisor(valid, t, weight, dtype) if reduction == "mean" else None
+
+
 def total_weight(target, weight, ignore_index, dtype):
     """The divisor of 'mean': Σ_i w_{t_i} over the rows that are not ignored."""
     return _divisor(*_targets(target, ignore_index), weight, dtype).to(dtype)  # the count, too, as a float
@@ -113,13 +118,13 @@ def cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, row
 def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
     valid, t = _targets(target, ignore_index)
     loss = _unreduced(x, valid, t, weight, label_smoothing)
-    return reduce(loss, reduction, _divisor(valid, t, weight, x.dtype) if reduction == "mean" else None)
+    return reduce(loss, reduction, _mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
 def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
     """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
     valid, t = _targets(target, ignore_index)
-    total = _divisor(valid, t, weight, x.dtype) if reduction == "mean" else None
+    total = _mean_divisor(reduction, valid, t, weight, x.dtype)
     grad_rows = unreduce(grad_loss, reduction, target, total)
     return _partials(x, valid, t, weight, label_smoothing, grad_rows)
 
@@ -128,7 +133,7 @@ def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smo
     """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
     valid, t = _targets(target, ignore_index)
     grad = _partials(x, valid, t, weight, label_smoothing)
-    return reduce((grad * x_t).sum(1), reduction, _divisor(valid, t, weight, x.dtype) if reduction == "mean" else None)
+    return reduce((grad * x_t).sum(1), reduction, _mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
 class CrossEntropy(torch.autograd.Function):

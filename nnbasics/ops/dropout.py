@@ -15,8 +15,13 @@ import torch
 from ._masks import as_factor, save_mask
 
 
+def draw_keep(x: torch.Tensor, p: float) -> torch.Tensor:
+    """The draw, as torch's CPU dropout makes it: 1.0 with probability 1 - p, else 0.0."""
+    return torch.empty_like(x).bernoulli_(1 - p)
+
+
 def dropout_forward(x: torch.Tensor, p: float):
-    keep = torch.empty_like(x).bernoulli_(1 - p)  # 1.0 with probability 1 - p, else 0.0
+    keep = draw_keep(x, p)
     return dropout_derivative_times(x, keep, p), keep.bool()
 
 
