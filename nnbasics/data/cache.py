@@ -17,7 +17,7 @@ import sys
 import torch
 
 from ..files import atomic_open
-from .idx import DataError, parse_idx, read_bytes
+from .idx import CorruptFile, DataError, parse_idx, read_bytes
 
 DATASETS = ("mnist", "fashion-mnist")
 # Mean and std of all training pixels after dividing by 255.
@@ -88,19 +88,33 @@ def find_file(folder: pathlib.Path, name: str):
     return None
 
 
+def file_bytes(role: str) -> int:
+    """The size of ``role``'s uncompressed IDX file: the most any source may hand in for it."""
+    shape = SHAPES[role]
+    numel = 1
+    for n in shape:
+        numel *= n
+    return 4 + 4 * len(shape) + numel
+
+
+def read_role(role: str, path) -> bytearray:
+    """The (gunzipped) bytes of ``role``'s file at ``path``, never more than ``file_bytes(role)``."""
+    return read_bytes(path, file_bytes(role))
+
+
 def check_array(role: str, array: torch.Tensor, path) -> None:
     """The canonical shape for `role`, and labels within 0..9."""
     if tuple(array.shape) != SHAPES[role]:
-        raise DataError(f"{path} has shape {tuple(array.shape)}, expected {SHAPES[role]} for {FILES[role]}")
+        raise CorruptFile(f"{path} has shape {tuple(array.shape)}, expected {SHAPES[role]} for {FILES[role]}")
     if role.endswith("labels") and array.numel() and int(array.max()) >= NUM_CLASSES:
-        raise DataError(f"{path} holds label {int(array.max())}, expected labels 0..{NUM_CLASSES - 1}")
+        raise CorruptFile(f"{path} holds label {int(array.max())}, expected labels 0..{NUM_CLASSES - 1}")
 
 
 def verify(dataset: str, role: str, data: bytes, path) -> torch.Tensor:
     """Checksum (when known), IDX structure, shape and label range of one file."""
     expected = _RAW_SHA256.get(dataset, {}).get(role)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise DataError(f"{path}: sha256 checksum mismatch")
+        raise CorruptFile(f"{path}: sha256 checksum mismatch")
     array = parse_idx(data, path)
     check_array(role, array, path)
     return array
@@ -115,9 +129,11 @@ def store(root: pathlib.Path, dataset: str, role: str, data: bytes) -> None:
 
 
 def read_cache(root: pathlib.Path, dataset: str) -> dict:
-    """Load every valid cached file; delete (with a warning) any corrupt one.
+    """Load every valid cached file; delete (with a warning) any whose content is corrupt.
 
-    Returns role -> tensor for the files that are present and valid.
+    Returns role -> tensor for the files that are present and valid. A file that cannot be read
+    (permission denied, an I/O error) is no proof of corruption: it is left alone, and the
+    DataError names it. So is a corrupt one the cache folder does not let us delete.
     """
     arrays = {}
     for role, name in FILES.items():
@@ -125,8 +141,16 @@ def read_cache(root: pathlib.Path, dataset: str) -> dict:
         if path is None:
             continue
         try:
-            arrays[role] = verify(dataset, role, read_bytes(path), path)
+            arrays[role] = verify(dataset, role, read_role(role, path), path)
+        except CorruptFile as e:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as why:
+                raise DataError(f"cached file {path} is corrupt ({e}) and cannot be deleted "
+                                f"({why.strerror or why}); delete it, or set NNBASICS_CACHE to "
+                                f"a folder you can write") from None
+            warn(f"cached file is corrupt ({e}); deleted it, fetching it again")
         except DataError as e:
-            warn(f"cached file is corrupt ({e}); deleting it and fetching it again")
-            path.unlink(missing_ok=True)
+            raise DataError(f"{e}; the cached file is left as it is: fix its permissions, "
+                            f"or set NNBASICS_CACHE to another folder") from None
     return arrays

