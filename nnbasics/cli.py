@@ -6,12 +6,31 @@ Used by ``nnbasics.train``, ``nnbasics.evaluate`` and ``nnbasics.check``.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 
 class ConfigError(ValueError):
     """A flag value that cannot work; the message names it and says what to do."""
+
+
+class Exit(SystemExit):
+    """A command's end with ``status`` (2: a bad flag or argument, 1: bad data or a failed write)
+    and a one-line ``message``, printed on stderr when the exit is made (``exit_with``)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(status)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+def exit_with(message: str, status: int):
+    """Print ``message`` on stderr and raise ``Exit(message, status)``."""
+    print(message, file=sys.stderr, flush=True)
+    raise Exit(message, status)
 
 
 class Parser(argparse.ArgumentParser):

@@ -55,6 +55,7 @@ class Config:
     limit_train: int | None = None
     out: str | None = None
     resume: str | None = None
+    overwrite: bool = False
     quiet: bool = False
     preset: str | None = None
 
@@ -169,6 +170,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=d.out, help="run folder (default: a new runs/<time>-<impl>)")
     g.add_argument("--resume", default=d.resume, metavar="DIR",
                    help="continue the run in DIR from its checkpoint, with its saved config")
+    g.add_argument("--overwrite", action="store_true",
+                   help="let --out replace the files of the run (or the summary.json) already in that folder")
     g.add_argument("--quiet", action="store_true",
                    help="only the final line (otherwise a progress bar on a terminal, one line per epoch in a log)")
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,

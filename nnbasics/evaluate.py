@@ -18,8 +18,8 @@ import torch
 from . import data as nndata
 from . import precision
 from .nn import ACTIVATIONS, MLP
-from .cli import ConfigError, Parser, resolve_device
-from .runs import MODEL, SUMMARY
+from .cli import ConfigError, Parser, exit_with, resolve_device
+from .runs import MODEL, SUMMARY, first_sentence
 from .config import DTYPES
 from .train import EVAL_BATCH_SIZE
 
@@ -43,7 +43,7 @@ def _linear_layers(state_dict: dict):
     """[(index in the Sequential, weight shape)] of the Linear layers, in order."""
     layers = sorted((int(k.split(".")[0]), v.shape) for k, v in state_dict.items() if k.endswith(".weight"))
     if not layers or any(len(shape) != 2 for _, shape in layers):
-        raise ConfigError("this state_dict does not look like an MLP's (2-d '<i>.weight' tensors expected)")
+        raise ValueError("this state_dict does not look like an MLP's (2-d '<i>.weight' tensors expected)")
     return layers
 
 
@@ -73,20 +73,57 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
         hint = " (the run has not finished: resume it with python -m nnbasics.train --resume DIR)" if path.is_dir() else ""
         raise ConfigError(f"{path}: no {MODEL} there{hint}")
     summary_path = model_path.parent / SUMMARY
-    config = json.loads(summary_path.read_text())["config"] if summary_path.is_file() else {}
+    config = read_config(summary_path) if summary_path.is_file() else {}
     if activation is not None:
         config["activation"] = activation
     if dataset is not None:
         config["dataset"] = dataset
+    check_run_config(config, summary_path)
     if hidden is not None and config.get("hidden") not in (None, list(hidden)):
         raise ConfigError(f"--hidden {' '.join(map(str, hidden))}: {summary_path} says the run used "
                           f"{' '.join(map(str, config['hidden']))}")
     try:
         state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # text, a truncated zip, a pickle weights_only refuses: one line, whatever it is
+        raise nndata.DataError(f"{model_path}: cannot load it ({type(e).__name__}: {first_sentence(e)}); "
+                               f"pass a model.pt written by nnbasics.train") from None
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise nndata.DataError(f"{model_path}: holds a {type(state_dict).__name__}, not a state_dict of an "
+                               f"MLP's weights; pass a model.pt written by nnbasics.train")
+    try:
         model = model_from_state_dict(state_dict, config.get("activation", "relu"), hidden)
-    except (RuntimeError, OSError, KeyError, ValueError) as e:
-        raise ConfigError(f"{model_path}: cannot load it as an MLP ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, KeyError, ValueError, IndexError) as e:
+        raise nndata.DataError(f"{model_path}: cannot load it as an MLP ({str(e).splitlines()[0]})") from None
     return model, config
+
+
+def read_config(summary_path) -> dict:
+    """The ``config`` dict of a run's summary.json; DataError naming the file when it has none."""
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise nndata.DataError(f"{summary_path}: not readable as JSON ({e}); evaluate the model.pt on its own "
+                               f"by passing its path") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        what = "no config" if isinstance(summary, dict) else f"a JSON {type(summary).__name__}"
+        raise nndata.DataError(f"{summary_path}: holds {what}, not nnbasics.train's summary; evaluate the "
+                               f"model.pt on its own by passing its path")
+    return summary["config"]
+
+
+def check_run_config(config: dict, summary_path) -> None:
+    """The settings evaluate reads from a run's config are ones it knows (DataError naming the file)."""
+    known = {"dataset": nndata.DATASETS, "dtype": tuple(DTYPES), "activation": ACTIVATIONS,
+             "amp": (*precision.AMP_MODES, True, False)}  # runs of earlier versions saved --amp as a switch
+    for key, choices in known.items():
+        if key in config and (config[key] not in choices or isinstance(config[key], (list, dict))):
+            fix = "" if key == "dtype" else f" or pass --{key}"
+            raise nndata.DataError(f"{summary_path}: {key} {config[key]!r} is unknown (use one of "
+                                   f"{', '.join(map(str, choices))}); fix the file{fix}")
+    hidden = config.get("hidden")
+    if hidden is not None and not (isinstance(hidden, list) and hidden
+                                   and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in hidden)):
+        raise nndata.DataError(f"{summary_path}: hidden {hidden!r} is not a list of layer widths; fix the file")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -115,10 +152,10 @@ def main(argv=None) -> int:
         model, config = load_run(args.path, hidden=args.hidden, activation=args.activation, dataset=args.dataset)
         dataset = config.get("dataset", "mnist")
         test = nndata.load_splits(dataset, data_dir=args.data_dir, device=device, quiet=args.quiet).test
-    except ConfigError as e:
-        raise SystemExit(f"evaluate: error: {e}") from None
     except nndata.DataError as e:
-        raise SystemExit(f"evaluate: data error: {e}") from None
+        exit_with(f"evaluate: data error: {e}", 1)
+    except ConfigError as e:
+        exit_with(f"evaluate: error: {e}", 2)
     dtype = DTYPES[config.get("dtype", "float32")]
     model = model.to(device=device, dtype=dtype)
     mean, std = nndata.NORMALIZATION[dataset]

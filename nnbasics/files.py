@@ -13,23 +13,38 @@ import contextlib
 import json
 import os
 import pathlib
+import signal
 import tempfile
+import threading
+
+
+def umask() -> int:
+    """The process's umask (read by setting it and putting it back: the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the permissions ``open`` would give it (0666 less the umask). An OSError
+    (a full disk, say) names ``path``, not the temporary file.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes private (0600) files; nothing written here is secret
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes private (0600) files; nothing written here is secret
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -50,8 +65,31 @@ def write_json(path, obj, **kwargs) -> None:
 
 
 def torch_save(obj, path) -> None:
-    """``torch.save(obj, path)``, atomically."""
+    """``torch.save(obj, path)``, atomically. Saved through a Python file, so that a full disk is
+    an OSError naming ``path`` (torch's own writer reports it as an opaque RuntimeError)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_open(path) as f:
+        torch.save(obj, f)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them to their own handlers.
+
+    For files that must agree with each other, written one after the other: an interrupt
+    cannot fall between them. Outside the main thread signals cannot be caught: no-op.
+    """
+    caught = []
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):  # each signal once, now that its own handler is back
+            signal.raise_signal(sig)

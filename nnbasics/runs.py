@@ -22,17 +22,26 @@ import json
 import math
 import pathlib
 import signal
+import tempfile
+import types
 from dataclasses import dataclass, field
 
 import torch
 
 from . import distributed, files
 from .cli import ConfigError
+from .data import DataError
 
 CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES = "checkpoint.pt", "metrics.jsonl", "summary.json", "model.pt", "curves.png"
 # What --resume may change: where the data is and how chatty the run is. Everything
 # else comes from the checkpoint, or the run would not continue exactly.
-RESUME_MAY_CHANGE = ("resume", "out", "quiet", "data_dir")
+RESUME_MAY_CHANGE = ("resume", "out", "quiet", "data_dir", "overwrite")
+RUN_FILES = (CHECKPOINT, METRICS, SUMMARY, MODEL, CURVES)
+
+
+class BrokenCheckpoint(DataError, ConfigError):
+    """A checkpoint that cannot be resumed: bad data (exit status 1), named in one line. Also a
+    ConfigError, as every other reason --resume DIR cannot work is."""
 
 
 @dataclass
@@ -82,6 +91,34 @@ def new_run_dir(impl: str) -> pathlib.Path:
         except FileExistsError:
             continue
     raise ConfigError(f"--out: could not create a new folder under runs/ named {stem}; pass --out DIR")
+
+
+def check_out(out, *, resume: bool = False, overwrite: bool = False) -> None:
+    """ConfigError, before any data is loaded, for an --out that cannot be a run folder: a file,
+    a path under a file, a folder that cannot be written, or one holding a run's files (an
+    earlier run's, or the user's own summary.json) when neither --resume nor --overwrite says
+    to write over them."""
+    if out is None:
+        return
+    path = pathlib.Path(out)
+    flag = "--resume" if resume else "--out"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {out}: is a file, not a folder; pass a folder for the run")
+    folder = path
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {out}: {folder} is a file, so no folder can be made under it")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} {out}: cannot write in {folder} ({e.strerror or e}); "
+                          f"pass a folder you can write") from None
+    taken = [name for name in RUN_FILES if (path / name).exists()]
+    if taken and not resume and not overwrite:
+        raise ConfigError(f"--out {out}: holds {', '.join(taken)} already; continue that run with "
+                          f"--resume {out}, replace it with --overwrite, or pass another --out")
 
 
 def write_metrics(out, history: list) -> None:
@@ -144,6 +181,9 @@ class Record:
         if checkpoint is None:
             if self.world.main:
                 self.out.mkdir(parents=True, exist_ok=True)
+                if getattr(self.config, "overwrite", False):  # the earlier run's files go, not only some
+                    for name in RUN_FILES:
+                        (self.out / name).unlink(missing_ok=True)
             progress = Progress()
             self.save(progress)
             return progress
@@ -153,12 +193,18 @@ class Record:
                               f"continues exactly only with as many; start it with --nproc-per-node {saved_world}"
                               if saved_world > 1 else f"--resume {self.out}: the run was trained by one process; "
                               f"resume it with python -m nnbasics.train")
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        rng = checkpoint["rng"]
-        set_rng_states(rng if self.world.main else rng["ranks"][self.world.rank - 1], self.device, self.generator)
-        progress = Progress(**checkpoint["progress"])
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            rng = checkpoint["rng"]
+            set_rng_states(rng if self.world.main else rng["ranks"][self.world.rank - 1], self.device,
+                           self.generator)
+            progress = Progress(**checkpoint["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            what = f"no {e}" if isinstance(e, KeyError) else first_sentence(e)
+            raise BrokenCheckpoint(f"{self.out / CHECKPOINT}: does not fit the model of its own config "
+                            f"({type(e).__name__}: {what}); the file is damaged or not nnbasics.train's") from None
         if self.world.main:
             write_metrics(self.out, progress.history)
         return progress
@@ -170,16 +216,20 @@ class Record:
             return
         if self.world.size > 1:
             states[0]["ranks"] = states[1:]  # each process's dropout stream
+        with files.signals_deferred():  # the two files always agree, even after Ctrl-C
+            self._write_checkpoint(states[0], progress)
+            write_metrics(self.out, progress.history)
+
+    def _write_checkpoint(self, rng: dict, progress: Progress) -> None:
         files.torch_save({
             "config": dataclasses.asdict(self.config),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": states[0],
+            "rng": rng,
             "progress": dataclasses.asdict(progress),
             "world_size": self.world.size,
         }, self.out / CHECKPOINT)
-        write_metrics(self.out, progress.history)
 
     def finish(self, summary: dict, progress: Progress) -> bool:
         """model.pt, summary.json and curves.png; False when matplotlib is missing (no curves.png)."""
@@ -203,14 +253,38 @@ def set_rng_states(states: dict, device: torch.device, generator: torch.Generato
 
 
 def load_checkpoint(run_dir) -> dict:
-    """The checkpoint of a run folder, or ConfigError saying why there is none."""
+    """The checkpoint of a run folder: ConfigError when there is none, DataError when it is broken."""
     path = pathlib.Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file: say so in one line
-        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({type(e).__name__}: {e})") from None
+        raise BrokenCheckpoint(f"{path}: cannot read it as a checkpoint ({type(e).__name__}: {first_sentence(e)})"
+                               ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):
+        raise BrokenCheckpoint(f"{path}: holds no config dict ({type(checkpoint).__name__}); it is not a checkpoint "
+                        f"of nnbasics.train")
+    return checkpoint
+
+
+def first_sentence(error: BaseException) -> str:
+    """The first line of an error's message, cut at its first sentence (torch's run long)."""
+    line = (str(error).strip().splitlines() or [""])[0]
+    return line.split(". ", 1)[0]
+
+
+# An annotation's words -> the types a value saved for it may have (bool is no int here).
+_TYPES = {"list": list, "str": str, "float": (int, float), "int": int, "bool": bool, "None": types.NoneType}
+
+
+def _fits(annotation: str, value) -> bool:
+    allowed = tuple(_TYPES[word.strip()] for word in annotation.split("|"))
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    if isinstance(value, list):
+        return list in allowed and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return isinstance(value, allowed)
 
 
 def resume_config(config, checkpoint: dict):
@@ -218,9 +292,24 @@ def resume_config(config, checkpoint: dict):
 
     ``config`` is the new run's config (a dataclass, ``nnbasics.train.Config``): a field
     left at its default takes the saved value; one set to anything else must equal it.
+    --data-dir left out keeps the folder the run was started with. A saved config with a key
+    the dataclass lacks, or a value of the wrong type, is a DataError naming the checkpoint.
     """
     cls = type(config)
-    saved, defaults = cls(**checkpoint["config"]), cls()
+    path = pathlib.Path(config.resume or ".") / CHECKPOINT
+    stored = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    if not isinstance(stored, dict):
+        raise BrokenCheckpoint(f"{path}: its config is a {type(stored).__name__}, not a dict; it is not a checkpoint "
+                        f"of nnbasics.train")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(stored) - set(fields)))
+    if unknown:
+        raise BrokenCheckpoint(f"{path}: unknown config key {', '.join(map(repr, unknown))}; it was not written by this "
+                        f"version of nnbasics.train")
+    for name, value in stored.items():
+        if not _fits(str(fields[name].type), value) and not (name == "amp" and isinstance(value, bool)):
+            raise BrokenCheckpoint(f"{path}: config {name} is {value!r}, not a {fields[name].type}; the file is damaged")
+    saved, defaults = cls(**stored), cls()
     for f in dataclasses.fields(cls):
         new = getattr(config, f.name)
         if f.name in RESUME_MAY_CHANGE:
@@ -229,8 +318,10 @@ def resume_config(config, checkpoint: dict):
             flag = "--" + f.name.replace("_", "-")
             raise ConfigError(f"{flag} {_as_flag(new)}: a resumed run keeps its saved config ({flag} "
                               f"{_as_flag(getattr(saved, f.name))}); start a new run to change it")
-    return dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUME_MAY_CHANGE
-                                         if name != "out"}, out=config.resume)
+    changed = {name: getattr(config, name) for name in RESUME_MAY_CHANGE if name != "out"}
+    if changed["data_dir"] is None:
+        changed["data_dir"] = saved.data_dir
+    return dataclasses.replace(saved, **changed, out=config.resume)
 
 
 def _as_flag(value) -> str:

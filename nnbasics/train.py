@@ -37,7 +37,7 @@ from tqdm import tqdm
 from . import data as nndata
 from . import distributed, precision, runs
 from . import functional as F
-from .cli import ConfigError, resolve_device
+from .cli import ConfigError, exit_with, resolve_device
 from .config import DTYPES, PRESETS, Config, check_config, parse_args  # noqa: F401 (re-exported: train.PRESETS)
 from .nn import MLP
 
@@ -194,6 +194,8 @@ def run(config: Config, data=None) -> dict:
         checkpoint = runs.load_checkpoint(config.resume)
         config = runs.resume_config(config, checkpoint)
     check_config(config)
+    if world.main:  # before the data loads: a run folder that cannot work fails fast
+        runs.check_out(config.out, resume=checkpoint is not None, overwrite=config.overwrite)
     distributed.check_batch_size(world, config.batch_size)
     device = distributed.device_for(world, resolve_device(config.device))
     distributed.start(world, device)
@@ -310,12 +312,14 @@ def main(argv=None) -> int:
     with runs.sigterm_raises_keyboard_interrupt():
         try:
             summary = run(config)
+        except nndata.DataError as e:  # first: a broken checkpoint is both
+            exit_with(f"nnbasics-train: data error: {e}", 1)
         except ConfigError as e:
-            raise SystemExit(f"nnbasics-train: error: {e}") from None
-        except nndata.DataError as e:
-            raise SystemExit(f"nnbasics-train: data error: {e}") from None
+            exit_with(f"nnbasics-train: error: {e}", 2)
         except Diverged as e:
-            raise SystemExit(f"nnbasics-train: error: {e}") from None
+            exit_with(f"nnbasics-train: error: {e}", 1)
+        except OSError as e:  # a full disk, a folder gone read-only: the last checkpoint stays as it was
+            exit_with(f"nnbasics-train: error: cannot write {e.filename or config.out}: {e.strerror or e}", 1)
         except Interrupted as e:
             # 128 + SIGINT, the shell's code for Ctrl-C; the checkpoint is at an epoch boundary,
             # so the epoch that was cut short is redone from its start and the result is unchanged.
