@@ -12,6 +12,7 @@ import argparse
 import json
 import pathlib
 import sys
+import warnings
 
 import torch
 
@@ -83,7 +84,9 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
         raise ConfigError(f"--hidden {' '.join(map(str, hidden))}: {summary_path} says the run used "
                           f"{' '.join(map(str, config['hidden']))}")
     try:
-        state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before it refuses some foreign pickles: one line is enough
+            warnings.simplefilter("ignore")
+            state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
     except Exception as e:  # text, a truncated zip, a pickle weights_only refuses: one line, whatever it is
         raise nndata.DataError(f"{model_path}: cannot load it ({type(e).__name__}: {first_sentence(e)}); "
                                f"pass a model.pt written by nnbasics.train") from None

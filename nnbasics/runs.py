@@ -24,6 +24,7 @@ import pathlib
 import signal
 import tempfile
 import types
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -258,13 +259,16 @@ def load_checkpoint(run_dir) -> dict:
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before it refuses some foreign pickles: one line is enough
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file: say so in one line
         raise BrokenCheckpoint(f"{path}: cannot read it as a checkpoint ({type(e).__name__}: {first_sentence(e)})"
                                ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):
-        raise BrokenCheckpoint(f"{path}: holds no config dict ({type(checkpoint).__name__}); it is not a checkpoint "
-                        f"of nnbasics.train")
+        what = (f"a {type(checkpoint).__name__}" if not isinstance(checkpoint, dict) else
+                f"a config that is a {type(checkpoint.get('config')).__name__}")
+        raise BrokenCheckpoint(f"{path}: holds {what}, not a config dict; it is not a checkpoint of nnbasics.train")
     return checkpoint
 
 
