@@ -145,6 +145,16 @@ def test_sparse_file_is_refused_before_it_is_read(tmp_path):
     assert peak < 1 << 20, peak
 
 
+def test_sparse_file_behind_a_valid_mnist_header_in_a_data_dir(tmp_path, synthetic, deadline):
+    write_dataset(tmp_path, synthetic)
+    path = tmp_path / "train-images-idx3-ubyte"
+    sparse(path, header(60000, 28, 28), 8 << 30)  # the header says 47 MB, the file is 8 GiB
+    raised, peak = peak_bytes(lambda: data.load("mnist", data_dir=tmp_path, quiet=True))
+    assert isinstance(raised, data.DataError) and "\n" not in str(raised)
+    assert f"{path} has trailing bytes: header says shape (60000, 28, 28) = 47040016 bytes" in str(raised)
+    assert peak < 1 << 20, peak  # refused before the 47 MB are read, let alone 8 GiB
+
+
 def test_sparse_gzip_is_refused_before_it_is_inflated(tmp_path, deadline):
     path = tmp_path / "sparse.gz"
     sparse(path, gzip.compress(header(10))[:12], 8 << 30)  # a gzip header, then 8 GiB of zeros

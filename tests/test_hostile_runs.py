@@ -11,6 +11,8 @@ import os
 import pathlib
 import pickle
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -376,3 +378,27 @@ def test_evaluate_of_a_broken_model(run_folder, tiny, capsys, case):
 def test_evaluate_bad_flag_is_status_2(run_folder, tiny, capsys):
     err = fails([str(run_folder), "--hidden", "64", "--quiet"], 2, capsys, nneval.main)
     assert "--hidden 64" in err
+
+
+# --------------------------------------------------------------------------- from the shell: status and no traceback
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def shell(*argv):
+    proc = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_from_the_shell_a_bad_out_is_status_2(tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine\n")
+    proc = shell("nnbasics.train", "--out", str(mine), "--quiet")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"nnbasics-train: error: --out {mine}: is a file")
+
+
+def test_from_the_shell_a_broken_run_folder_is_status_1(run_folder):
+    (run_folder / "summary.json").write_text("[1, 2]")
+    proc = shell("nnbasics.evaluate", str(run_folder), "--quiet")
+    assert proc.returncode == 1 and proc.stderr.startswith(f"evaluate: data error: {run_folder / 'summary.json'}")
