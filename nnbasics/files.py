@@ -19,7 +19,11 @@ import threading
 
 
 def umask() -> int:
-    """The process's umask (read by setting it and putting it back: the only portable way)."""
+    """The process's umask: from /proc where Linux shows it, else by setting it and putting it back."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

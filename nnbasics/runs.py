@@ -99,24 +99,22 @@ def check_out(out, *, resume: bool = False, overwrite: bool = False) -> None:
     a path under a file, a folder that cannot be written, or one holding a run's files (an
     earlier run's, or the user's own summary.json) when neither --resume nor --overwrite says
     to write over them."""
-    if out is None:
-        return
-    path = pathlib.Path(out)
+    path = pathlib.Path("runs" if out is None else out)  # None: a new folder under runs/ will be made
     flag = "--resume" if resume else "--out"
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {out}: is a file, not a folder; pass a folder for the run")
+        raise ConfigError(f"{flag} {path}: is a file, not a folder; pass a folder for the run")
     folder = path
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():
-        raise ConfigError(f"{flag} {out}: {folder} is a file, so no folder can be made under it")
+        raise ConfigError(f"{flag} {path}: {folder} is a file, so no folder can be made under it")
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ConfigError(f"{flag} {out}: cannot write in {folder} ({e.strerror or e}); "
+        raise ConfigError(f"{flag} {path}: cannot write in {folder} ({e.strerror or e}); "
                           f"pass a folder you can write") from None
-    taken = [name for name in RUN_FILES if (path / name).exists()]
+    taken = [name for name in RUN_FILES if (path / name).exists()] if out is not None else []
     if taken and not resume and not overwrite:
         raise ConfigError(f"--out {out}: holds {', '.join(taken)} already; continue that run with "
                           f"--resume {out}, replace it with --overwrite, or pass another --out")

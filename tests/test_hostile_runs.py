@@ -176,6 +176,13 @@ def test_out_under_a_file(tmp_path, tiny, capsys):
     assert f"{mine} is a file, so no folder can be made under it" in err and tiny == []
 
 
+def test_default_out_when_runs_is_a_file(tmp_path, tiny, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pathlib.Path("runs").write_text("mine\n")
+    err = fails(FLAGS, 2, capsys)
+    assert "--out runs: is a file, not a folder" in err and tiny == []
+
+
 def refuse_writes_in(monkeypatch, folder):
     """What chmod 555 does to anyone but root: no file can be made in ``folder``."""
     real = runs.tempfile.TemporaryFile
