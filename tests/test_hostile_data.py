@@ -24,7 +24,6 @@ import zlib
 import pytest
 import torch
 
-from idxfiles import idx_bytes
 from nnbasics import data
 from nnbasics.data import cache, idx, packages, sources
 
@@ -185,6 +184,31 @@ def test_header_whose_strides_overflow_is_one_data_error(tmp_path):
     with pytest.raises(data.DataError) as err:
         data.read_idx(path)
     assert "too large for any array" in one_line(err) and str(path) in str(err.value)
+
+
+class EndlessResponse(io.RawIOBase):
+    """A mirror that sends zeros for ever."""
+
+    def __init__(self):
+        super().__init__()
+        self.headers = {}
+
+    def read(self, n=-1):
+        return bytes(1 << 20)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_mirror_that_never_stops_is_cut_off(tmp_path, monkeypatch, deadline):
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda url, timeout: EndlessResponse())
+    with pytest.raises(data.DataError) as err:
+        sources.download("http://example.invalid/x.gz", tmp_path / "x.gz", "0" * 32, True, max_bytes=3 << 20)
+    assert "more than the 3145728 bytes a gzip of x.gz can be" in one_line(err)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- damaged gzip (zlib.error)

@@ -287,10 +287,9 @@ def test_interrupt_between_checkpoint_and_metrics_leaves_them_agreeing(tmp_path,
 
 def test_signals_deferred_delivers_them_afterwards():
     order = []
-    with pytest.raises(KeyboardInterrupt):
-        with files.signals_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            order.append("block finished")
+    with pytest.raises(KeyboardInterrupt), files.signals_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        order.append("block finished")
     assert order == ["block finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -393,7 +392,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def shell(*argv):
-    proc = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     return proc
 

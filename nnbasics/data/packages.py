@@ -277,13 +277,14 @@ class _Counted(io.RawIOBase):
 @contextlib.contextmanager
 def inflated(blob: bytes, limit: int):
     """data.tar's bytes as an uncompressed stream (xz, gzip or none, told by the magic number)."""
-    raw = io.BytesIO(blob)
-    if blob[:6] == b"\xfd7zXZ\x00":
-        raw = lzma.LZMAFile(raw)
-    elif blob[:2] == b"\x1f\x8b":
-        raw = gzip.GzipFile(fileobj=raw)
-    elif blob[257:262] != b"ustar":
-        raise DataError(f"the {_DEBIAN_FASHION} package's data.tar is compressed in a way nnbasics does not "
-                        f"read (magic {blob[:4].hex()}); expected xz or gzip")
-    with raw, _Counted(raw, limit, f"the {_DEBIAN_FASHION} package's data.tar") as stream:
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(io.BytesIO(blob))
+        if blob[:6] == b"\xfd7zXZ\x00":
+            raw = stack.enter_context(lzma.LZMAFile(raw))
+        elif blob[:2] == b"\x1f\x8b":
+            raw = stack.enter_context(gzip.GzipFile(fileobj=raw))
+        elif blob[257:262] != b"ustar":
+            raise DataError(f"the {_DEBIAN_FASHION} package's data.tar is compressed in a way nnbasics does "
+                            f"not read (magic {blob[:4].hex()}); expected xz or gzip")
+        stream = stack.enter_context(_Counted(raw, limit, f"the {_DEBIAN_FASHION} package's data.tar"))
         yield stream

@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from ..files import atomic_open
 from . import packages
-from .cache import (DATASETS, FILES, Unavailable, cache_dir, check_array, find_file, read_cache, read_role,
-                    say, verify)
-from .idx import DataError, parse_idx
+from .cache import (DATASETS, FILES, Unavailable, cache_dir, check_array, file_bytes, find_file, read_cache,
+                    read_role, say, verify)
+from .idx import DataError, gzip_limit, parse_idx
 
 _TORCHVISION_DIR = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _MIRRORS = {
@@ -93,15 +93,20 @@ def find_in_data_dir(data_dir, dataset: str) -> dict:
 # ----------------------------------------------------------------------------
 
 
-def download(url: str, dest: pathlib.Path, md5: str, quiet: bool) -> None:
-    """Stream `url` to `dest` (via a temp file) and keep it only if its md5 matches."""
+def download(url: str, dest: pathlib.Path, md5: str, quiet: bool, max_bytes=None) -> None:
+    """Stream `url` to `dest` (via a temp file) and keep it only if its md5 matches; a body
+    longer than `max_bytes` is cut off there (DataError), so a bad mirror cannot fill the disk."""
     with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         digest = hashlib.md5()
         with atomic_open(dest) as f, tqdm(
             total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet, leave=False, file=sys.stderr
         ) as bar:
+            received = 0
             while chunk := response.read(1 << 20):
+                received += len(chunk)
+                if max_bytes is not None and received > max_bytes:
+                    raise DataError(f"{url}: more than the {max_bytes} bytes a gzip of {dest.name} can be")
                 f.write(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
@@ -117,7 +122,8 @@ def fetch_official(dataset: str, root: pathlib.Path, missing: list, quiet: bool)
         errors = []
         for mirror in _MIRRORS[dataset]:
             try:
-                download(mirror + name, root / name, _GZ_MD5[dataset][role], quiet)
+                download(mirror + name, root / name, _GZ_MD5[dataset][role], quiet,
+                         gzip_limit(file_bytes(role)))
                 break
             except (OSError, DataError) as e:  # URLError, timeouts and bad checksums
                 errors.append(f"{mirror}: {getattr(e, 'reason', e)}")
