@@ -20,7 +20,7 @@ from . import data as nndata
 from . import precision
 from .nn import ACTIVATIONS, MLP
 from .cli import ConfigError, Parser, exit_with, resolve_device
-from .runs import MODEL, SUMMARY, first_sentence
+from .runs import MODEL, SUMMARY, error_line
 from .config import DTYPES
 from .train import EVAL_BATCH_SIZE
 
@@ -88,7 +88,7 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
             warnings.simplefilter("ignore")
             state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
     except Exception as e:  # text, a truncated zip, a pickle weights_only refuses: one line, whatever it is
-        raise nndata.DataError(f"{model_path}: cannot load it ({type(e).__name__}: {first_sentence(e)}); "
+        raise nndata.DataError(f"{model_path}: cannot load it ({type(e).__name__}: {error_line(e)}); "
                                f"pass a model.pt written by nnbasics.train") from None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise nndata.DataError(f"{model_path}: holds a {type(state_dict).__name__}, not a state_dict of an "

@@ -201,9 +201,10 @@ class Record:
                            self.generator)
             progress = Progress(**checkpoint["progress"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
-            what = f"no {e}" if isinstance(e, KeyError) else first_sentence(e)
+            what = f"no {e}" if isinstance(e, KeyError) else error_line(e)
             raise BrokenCheckpoint(f"{self.out / CHECKPOINT}: does not fit the model of its own config "
-                            f"({type(e).__name__}: {what}); the file is damaged or not nnbasics.train's") from None
+                                   f"({type(e).__name__}: {what}); the file is damaged or not nnbasics.train's"
+                                   ) from None
         if self.world.main:
             write_metrics(self.out, progress.history)
         return progress
@@ -261,7 +262,7 @@ def load_checkpoint(run_dir) -> dict:
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file: say so in one line
-        raise BrokenCheckpoint(f"{path}: cannot read it as a checkpoint ({type(e).__name__}: {first_sentence(e)})"
+        raise BrokenCheckpoint(f"{path}: cannot read it as a checkpoint ({type(e).__name__}: {error_line(e)})"
                                ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):
         what = (f"a {type(checkpoint).__name__}" if not isinstance(checkpoint, dict) else
@@ -270,10 +271,12 @@ def load_checkpoint(run_dir) -> dict:
     return checkpoint
 
 
-def first_sentence(error: BaseException) -> str:
-    """The first line of an error's message, cut at its first sentence (torch's run long)."""
-    line = (str(error).strip().splitlines() or [""])[0]
-    return line.split(". ", 1)[0]
+def error_line(error: BaseException) -> str:
+    """An error's message in one line: the first size mismatch of a load_state_dict error (the
+    line that says what differs), else the first sentence of the first line (torch's run long)."""
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    mismatch = [line for line in lines if line.startswith("size mismatch")]
+    return mismatch[0].rstrip(".") if mismatch else (lines or [""])[0].split(". ", 1)[0]
 
 
 # An annotation's words -> the types a value saved for it may have (bool is no int here).

@@ -194,8 +194,8 @@ def run(config: Config, data=None) -> dict:
         checkpoint = runs.load_checkpoint(config.resume)
         config = runs.resume_config(config, checkpoint)
     check_config(config)
-    if world.main:  # before the data loads: a run folder that cannot work fails fast
-        runs.check_out(config.out, resume=checkpoint is not None, overwrite=config.overwrite)
+    # Before the data loads, in every process (they see one folder, and all must stop alike).
+    runs.check_out(config.out, resume=checkpoint is not None, overwrite=config.overwrite)
     distributed.check_batch_size(world, config.batch_size)
     device = distributed.device_for(world, resolve_device(config.device))
     distributed.start(world, device)

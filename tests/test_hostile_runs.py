@@ -120,7 +120,8 @@ BAD_CHECKPOINTS = {
     "a list": (a_list, "holds a list, not a config dict"),
     "config a list": (config_list, "holds a config that is a list, not a config dict"),
     "a string for a number": (string_for_a_number, "config lr is '0.1', not a float"),
-    "weights of another width": (other_width, "does not fit the model of its own config"),
+    "weights of another width": (other_width, "does not fit the model of its own config (RuntimeError: size "
+                                              "mismatch for 0.weight"),
     "no progress": (no_progress, "no 'progress'"),
 }
 
