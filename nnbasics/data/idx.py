@@ -4,6 +4,9 @@ An IDX file is: 2 zero bytes, a dtype code (0x08 = uint8), the number of
 dimensions, then one big-endian uint32 size per dimension, then the values in
 row-major order. Only uint8 is read and written: it is all these datasets use.
 
+Reading is bounded by the header: it is read first, and nothing past the size it
+promises is read or inflated (``read_bounded``).
+
 ``DataError`` lives here, in the lowest module of the package, because every
 other module raises it too.
 """

