@@ -187,6 +187,9 @@ class Record:
             self.save(progress)
             return progress
         saved_world = checkpoint.get("world_size", 1)
+        if not _fits("int", saved_world) or saved_world < 1:
+            raise BrokenCheckpoint(f"{self.out / CHECKPOINT}: world_size is {saved_world!r}, not a number of "
+                                   f"processes; the file is damaged")
         if saved_world != self.world.size:
             raise ConfigError(f"--resume {self.out}: the run was trained by {saved_world} process(es) and "
                               f"continues exactly only with as many; start it with --nproc-per-node {saved_world}"
@@ -200,9 +203,10 @@ class Record:
             set_rng_states(rng if self.world.main else rng["ranks"][self.world.rank - 1], self.device,
                            self.generator)
             progress = Progress(**checkpoint["progress"])
+            check_progress(progress)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             what = f"no {e}" if isinstance(e, KeyError) else error_line(e)
-            raise BrokenCheckpoint(f"{self.out / CHECKPOINT}: does not fit the model of its own config "
+            raise BrokenCheckpoint(f"{self.out / CHECKPOINT}: does not fit the run of its own config "
                                    f"({type(e).__name__}: {what}); the file is damaged or not nnbasics.train's"
                                    ) from None
         if self.world.main:
@@ -280,16 +284,34 @@ def error_line(error: BaseException) -> str:
 
 
 # An annotation's words -> the types a value saved for it may have (bool is no int here).
-_TYPES = {"list": list, "str": str, "float": (int, float), "int": int, "bool": bool, "None": types.NoneType}
+_TYPES = {"list": list, "dict": dict, "str": str, "float": (int, float), "int": int, "bool": bool,
+          "None": types.NoneType}
+# The numbers of a metrics.jsonl record that this module reads (the curves, compile_seconds).
+METRIC_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
 
 def _fits(annotation: str, value) -> bool:
+    """Is ``value`` of a type the annotation (``"int"``, ``"str | None"``, ...) names? A list must
+    hold integers (the only list a config has: --hidden)."""
     allowed = tuple(_TYPES[word.strip()] for word in annotation.split("|"))
     if isinstance(value, bool) and bool not in allowed:
         return False
     if isinstance(value, list):
-        return list in allowed and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return list in allowed and all(_fits("int", v) for v in value)
     return isinstance(value, allowed)
+
+
+def check_progress(progress: Progress) -> None:
+    """ValueError unless a restored Progress holds what the training loop will read from it."""
+    for f in dataclasses.fields(Progress):
+        value = getattr(progress, f.name)
+        if f.name == "history":
+            good = isinstance(value, list) and all(
+                isinstance(r, dict) and all(_fits("float", r.get(k)) for k in METRIC_KEYS) for r in value)
+        else:
+            good = _fits(str(f.type), value) and not (isinstance(value, (int, float)) and value < 0)
+        if not good:
+            raise ValueError(f"progress {f.name} is {str(value)[:60]!r}, not of type {f.type}")
 
 
 def resume_config(config, checkpoint: dict):
@@ -313,7 +335,8 @@ def resume_config(config, checkpoint: dict):
                         f"version of nnbasics.train")
     for name, value in stored.items():
         if not _fits(str(fields[name].type), value) and not (name == "amp" and isinstance(value, bool)):
-            raise BrokenCheckpoint(f"{path}: config {name} is {value!r}, not a {fields[name].type}; the file is damaged")
+            raise BrokenCheckpoint(f"{path}: config {name} is {value!r}, not of type {fields[name].type}; "
+                                   f"the file is damaged")
     saved, defaults = cls(**stored), cls()
     for f in dataclasses.fields(cls):
         new = getattr(config, f.name)

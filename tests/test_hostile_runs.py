@@ -115,14 +115,32 @@ def no_progress(ck):
     return ck
 
 
+def epoch_a_string(ck):
+    ck["progress"]["epoch"] = "1"
+    return ck
+
+
+def history_without_losses(ck):
+    ck["progress"]["history"] = [{"epoch": 1}]
+    return ck
+
+
+def world_size_a_string(ck):
+    ck["world_size"] = "2"
+    return ck
+
+
 BAD_CHECKPOINTS = {
     "unknown config key": (unknown_key, "unknown config key 'bogus'"),
     "a list": (a_list, "holds a list, not a config dict"),
     "config a list": (config_list, "holds a config that is a list, not a config dict"),
-    "a string for a number": (string_for_a_number, "config lr is '0.1', not a float"),
-    "weights of another width": (other_width, "does not fit the model of its own config (RuntimeError: size "
+    "a string for a number": (string_for_a_number, "config lr is '0.1', not of type float"),
+    "weights of another width": (other_width, "does not fit the run of its own config (RuntimeError: size "
                                               "mismatch for 0.weight"),
     "no progress": (no_progress, "no 'progress'"),
+    "an epoch that is a string": (epoch_a_string, "progress epoch is '1', not of type int"),
+    "history without losses": (history_without_losses, "progress history is"),
+    "world_size a string": (world_size_a_string, "world_size is '2', not a number of processes"),
 }
 
 
