@@ -102,14 +102,13 @@ def plot_curves(history: list, path) -> bool:
     (a short run: ``step_loss``, ``step_acc``), the train curves are drawn per step, at fractions
     of an epoch, and the epoch's validation point at its end. False if matplotlib is missing."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: no display needed, and a notebook's backend stays
     except ImportError:
         return False
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     per_step = bool(history) and all("step_loss" in r for r in history)
     for split in ("train", "val"):
         for ax, key, scale in ((ax_loss, "loss", 1), (ax_acc, "acc", 100)):
@@ -129,7 +128,6 @@ def plot_curves(history: list, path) -> bool:
     fig.tight_layout()
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return True
 
 
