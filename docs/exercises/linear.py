@@ -9,7 +9,7 @@ requested gradients read: dL/dX needs W, dL/dW needs X (setup_context does this 
 
     python -m nnbasics.check docs/exercises/linear.py:Linear
 
-Hints, the short answer (docs/exercises/answers/linear.py) and what the full op adds:
+The derivation: docs/ops.md#linear. Hints, the short answer (docs/exercises/answers/linear.py) and what the full op adds:
 docs/exercises/README.md.
 """
 import torch

@@ -8,7 +8,7 @@ Write ``backward``, then check it:
 
     python -m nnbasics.check docs/exercises/relu.py:ReLU
 
-Hints, the short answer (docs/exercises/answers/relu.py) and what the full op adds:
+The derivation: docs/ops.md#relu-leaky_relu-hardtanh-piecewise-linear. Hints, the short answer (docs/exercises/answers/relu.py) and what the full op adds:
 docs/exercises/README.md.
 """
 import torch

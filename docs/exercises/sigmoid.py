@@ -8,7 +8,7 @@ setup_context saves the output y: that is all backward may use. Write ``backward
     python -m nnbasics.check docs/exercises/sigmoid.py:Sigmoid
 
 Every check passes when it is right (forward_ad is skipped: there is no jvp; add one as a second
-exercise). Hints, the short answer (docs/exercises/answers/sigmoid.py) and what the full op adds:
+exercise). The derivation: docs/ops.md#sigmoid. Hints, the short answer (docs/exercises/answers/sigmoid.py) and what the full op adds:
 docs/exercises/README.md.
 """
 import torch

@@ -9,7 +9,7 @@ logits get a gradient: the targets are integers; return None for them.
 
     python -m nnbasics.check docs/exercises/softmax_cross_entropy.py:SoftmaxCrossEntropy
 
-Hints, the short answer (docs/exercises/answers/softmax_cross_entropy.py) and what the full op adds:
+The derivation: docs/ops.md#cross_entropy. Hints, the short answer (docs/exercises/answers/softmax_cross_entropy.py) and what the full op adds:
 docs/exercises/README.md.
 """
 import torch

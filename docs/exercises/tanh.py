@@ -7,7 +7,7 @@ setup_context saves the output y. Write ``backward``, then check it:
 
     python -m nnbasics.check docs/exercises/tanh.py:Tanh
 
-Hints, the short answer (docs/exercises/answers/tanh.py) and what the full op adds:
+The derivation: docs/ops.md#tanh. Hints, the short answer (docs/exercises/answers/tanh.py) and what the full op adds:
 docs/exercises/README.md.
 """
 import torch
