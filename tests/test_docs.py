@@ -8,6 +8,7 @@ quoted run's 2 threads, since another thread count rounds differently); max|diff
 ``nnbasics.check`` (float64 rounding, which follows the CPU's math library).
 """
 import importlib.util
+import itertools
 import os
 import re
 import shlex
@@ -16,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from nnbasics import train
 from nnbasics.testing import check_function
@@ -36,7 +36,8 @@ def quoted(page: Path, command: str) -> list:
 
 def run(argv, cwd=ROOT, timeout=600, **env) -> list:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
-    done = subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return (done.stderr + done.stdout).rstrip("\n").splitlines()
 
@@ -62,7 +63,8 @@ def precision(lines: list) -> str:
 
 def test_check_prints_what_verification_md_and_the_readme_quote():
     lines = run(["-m", "nnbasics.check"])
-    mask = lambda line: re.sub(r"max\|diff\| vs torch: \S+", "max|diff| vs torch: X", line)  # noqa: E731
+    def mask(line):
+        return re.sub(r"max\|diff\| vs torch: \S+", "max|diff| vs torch: X", line)
     assert [mask(line) for line in lines] == [mask(line) for line in quoted(DOCS / "verification.md", "python -m nnbasics.check")]
     readme = [line for line in quoted(ROOT / "README.md", "python -m nnbasics.check") if line != "..."]
     assert all(mask(line) in map(mask, lines) for line in readme), readme
@@ -134,10 +136,10 @@ def test_the_mlp_exercise_trains_your_functions_beside_nnbasics():
 
 def test_the_learn_md_table_goes_from_the_course_preset_to_the_default():
     """Each row of the table adds flags to the one above, and the last is the default run."""
-    rows = re.findall(r"^\| [A-J] \| `python -m nnbasics.train ?([^`]*)`", (DOCS / "learn.md").read_text(), re.M)
+    rows = re.findall(r"^\| [A-J] \| `python -m nnbasics.train ?([^`]*)`", (DOCS / "learn.md").read_text(), re.MULTILINE)
     assert len(rows) == 10, rows
     assert rows[0] == "--preset course" and rows[-1] == ""
-    for above, row in zip(rows[1:-2], rows[2:-1]):
+    for above, row in itertools.pairwise(rows[1:-1]):
         assert row.startswith(above), (above, row)
     last = train.parse_args(shlex.split(rows[-2]))
     default = train.parse_args([])
