@@ -13,7 +13,8 @@ Set-up, done on the first call and again only when pyproject.toml changes:
    ``torch==2.13.0``); a torch older than nnbasics needs stops with a message instead
    of being upgraded behind your back;
 3. nnbasics itself (editable, without touching its dependencies) and whichever of
-   tqdm, pytest, expecttest (for PyTorch's OpInfo samples) and matplotlib are missing.
+   tqdm, pytest, expecttest (for PyTorch's OpInfo samples), matplotlib and nbmake (which runs
+   the learners' notebook in the tests) are missing.
 Needs only Python >= 3.10 with pip.
 """
 import hashlib
@@ -28,7 +29,8 @@ VENV = ROOT / ".venv"
 MARKER = VENV / ".nnbasics-setup"
 TORCH = os.environ.get("NNBASICS_TORCH", "torch==2.13.0")
 MIN_TORCH = (2, 4)
-EXTRAS = {"tqdm": "tqdm>=4.60", "pytest": "pytest>=7", "expecttest": "expecttest>=0.1", "matplotlib": "matplotlib>=3.5"}
+EXTRAS = {"tqdm": "tqdm>=4.60", "pytest": "pytest>=7", "expecttest": "expecttest>=0.1", "matplotlib": "matplotlib>=3.5",
+          "nbmake": "nbmake>=1.5"}  # nbmake (with ipykernel): runs docs/notebooks/ in the test suite
 COMMANDS = {
     "train": ["-m", "nnbasics.train"],
     "test": ["-m", "pytest", "-q"],

@@ -5,6 +5,11 @@ summary.json), or a model.pt file. The architecture comes from the
 summary.json next to the model when there is one; otherwise the layer sizes
 are read off the weights' shapes and the activation comes from --activation
 (it has no weights to read). --hidden / --activation / --dataset override.
+
+The test pass is the run's own (``nnbasics.train.evaluate``, the run's ops, precision and loss,
+label smoothing included), so a run folder's numbers are its summary.json's, at the same
+precision; the output says which weights model.pt holds (the last epoch's, or the best one's
+under --patience) and, where the numbers differ, each difference of the set-up that explains it.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from . import precision
 from .nn import ACTIVATIONS, MLP
 from .cli import ConfigError, Parser, exit_with, resolve_device
 from .runs import MODEL, SUMMARY, error_line
-from .config import DTYPES
+from . import train
+from .config import DTYPES, Config
 from .train import EVAL_BATCH_SIZE
 
 
@@ -48,8 +54,8 @@ def _linear_layers(state_dict: dict):
     return layers
 
 
-def model_from_state_dict(state_dict: dict, activation="relu", hidden=None) -> MLP:
-    """A builtin MLP with the architecture the weights imply, weights loaded.
+def model_from_state_dict(state_dict: dict, activation="relu", hidden=None, impl="builtin") -> MLP:
+    """An MLP of ``impl`` with the architecture the weights imply, weights loaded.
 
     Sizes come from the weight shapes (``hidden`` may state them, and is then
     checked); dropout layers have no weights, but they shift the layer indices
@@ -61,7 +67,7 @@ def model_from_state_dict(state_dict: dict, activation="relu", hidden=None) -> M
         raise ConfigError(f"--hidden {' '.join(map(str, hidden))}: the weights have hidden sizes "
                           f"{' '.join(map(str, sizes[1:-1]))}")
     with_dropout = len(layers) > 1 and layers[1][0] - layers[0][0] == 3
-    model = MLP(sizes, activation=activation, dropout=0.5 if with_dropout else 0.0, impl="builtin")
+    model = MLP(sizes, activation=activation, dropout=0.5 if with_dropout else 0.0, impl=impl)
     model.load_state_dict(state_dict)
     return model
 
@@ -94,7 +100,8 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
         raise nndata.DataError(f"{model_path}: holds a {type(state_dict).__name__}, not a state_dict of an "
                                f"MLP's weights; pass a model.pt written by nnbasics.train")
     try:
-        model = model_from_state_dict(state_dict, config.get("activation", "relu"), hidden)
+        # The run's own ops (custom, fused or builtin): under bfloat16 autocast each rounds differently.
+        model = model_from_state_dict(state_dict, config.get("activation", "relu"), hidden, config.get("impl", "builtin"))
     except (RuntimeError, KeyError, ValueError, IndexError) as e:
         raise nndata.DataError(f"{model_path}: cannot load it as an MLP ({str(e).splitlines()[0]})") from None
     return model, config
@@ -166,13 +173,53 @@ def main(argv=None) -> int:
     # accuracy is reproduced here; runs of earlier versions saved --amp as true/false.
     amp_mode = args.amp or {True: "on", False: "off"}.get(config.get("amp"), config.get("amp", "auto"))
     amp, _ = precision.choose(amp_mode, device, config.get("dtype", "float32"))
-    logits = predict(model, test, mean=mean, std=std, dtype=dtype, amp=amp)
-    loss = torch.nn.functional.cross_entropy(logits, test.labels).item()
-    pred = logits.argmax(1)
+    # The run's own test pass (nnbasics.train.evaluate) with the run's loss, label smoothing included.
+    smoothing = config.get("label_smoothing", 0.0)
+    loss_fn = train.make_loss(Config(impl=model.impl, label_smoothing=smoothing))
+    loss, accuracy = train.evaluate(model, test, loss_fn, mean=mean, std=std, dtype=dtype, amp=amp)
+    pred = predict(model, test, mean=mean, std=std, dtype=dtype, amp=amp).argmax(1)
     correct = int((pred == test.labels).sum())
-    print(f"test accuracy {correct / len(test):.2%} ({correct}/{len(test)}) on {dataset}, loss {loss:.4f}")
+    smoothed = f" with label smoothing {smoothing:g}, as in training" if smoothing else ""
+    print(f"test accuracy {accuracy:.2%} ({correct}/{len(test)}) on {dataset}, loss {loss:.4f}{smoothed}")
+    for line in agreement(args.path, config, accuracy, loss, device, amp):
+        print(line)
     print(format_confusion(confusion_matrix(test.labels, pred).cpu()))
     return 0
+
+
+def agreement(path, config: dict, accuracy: float, loss: float, device, amp: bool) -> list:
+    """Which weights these are, and whether the run's summary.json says the same numbers (at the
+    printed precision); where it does not, every difference of the set-up that can explain it."""
+    summary_path = (pathlib.Path(path) if pathlib.Path(path).is_dir() else pathlib.Path(path).parent) / SUMMARY
+    if not summary_path.is_file():
+        return ["weights: a model.pt without its summary.json: nothing to compare with"]
+    summary = json.loads(summary_path.read_text())
+    if config.get("patience") and summary.get("best_epoch"):
+        weights = f"the best epoch's ({summary['best_epoch']} of {summary['epochs_run']}, kept by --patience)"
+    else:
+        weights = f"the last epoch's ({summary['epochs_run']})"
+    lines = [f"weights: model.pt, {weights}"]
+    ours = f"{accuracy:.2%} (loss {loss:.4f})"
+    theirs = f"{summary['test_acc']:.2%} (loss {summary['test_loss']:.4f})"
+    if ours == theirs:
+        return lines + [f"summary.json: the same, {theirs}"]
+    reasons = []
+    if str(device) != summary.get("device"):
+        reasons.append(f"the run was on {summary.get('device')}, this is on {device}")
+    precision_now = "bfloat16 autocast" if amp else config.get("dtype", "float32")
+    if precision_now != summary.get("precision"):
+        reasons.append(f"the run used {summary.get('precision')}, this uses {precision_now}")
+    if config.get("compile"):
+        reasons.append("the run evaluated its torch.compile'd model, this the eager one")
+    if summary.get("world_size", 1) > 1:
+        reasons.append(f"the run evaluated across {summary['world_size']} processes")
+    if summary.get("threads") != torch.get_num_threads():
+        reasons.append(f"the run used {summary.get('threads')} threads, this {torch.get_num_threads()} "
+                       f"(sums in another order round differently)")
+    if summary.get("torch") != torch.__version__:
+        reasons.append(f"the run used torch {summary.get('torch')}, this is {torch.__version__}")
+    why = "; ".join(reasons) or "no difference of device, precision, threads or torch found: please report it"
+    return lines + [f"summary.json: {theirs}, differs: {why}"]
 
 
 def format_confusion(matrix: torch.Tensor) -> str:

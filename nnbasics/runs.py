@@ -134,19 +134,28 @@ def write_results(out, model, summary: dict, history: list) -> bool:
 
 
 def plot_curves(history: list, path) -> bool:
-    """Loss and accuracy against epoch, train and validation. False if matplotlib is missing."""
+    """Loss and accuracy against epoch, train and validation; where the history has each step's
+    (a short run: ``step_loss``, ``step_acc``), the train curves are drawn per step, at fractions
+    of an epoch, and the epoch's validation point at its end. False if matplotlib is missing."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: no display needed, and a notebook's backend stays
     except ImportError:
         return False
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    per_step = bool(history) and all("step_loss" in r for r in history)
     for split in ("train", "val"):
-        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
-        ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in history], marker="o", label=split)
+        for ax, key, scale in ((ax_loss, "loss", 1), (ax_acc, "acc", 100)):
+            if per_step and split == "train":
+                x = [r["epoch"] - 1 + (i + 1) / len(r["step_loss"]) for r in history for i in range(len(r["step_loss"]))]
+                ax.plot(x, [scale * v for r in history for v in r[f"step_{key}"]], label="train (each step)")
+            else:
+                ax.plot(epochs, [scale * r[f"{split}_{key}"] for r in history], marker="o", label=split)
+    if per_step:
+        for ax in (ax_loss, ax_acc):
+            ax.set_xlim(0, epochs[-1] * 1.03)  # room for the last validation point
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -155,7 +164,6 @@ def plot_curves(history: list, path) -> bool:
     fig.tight_layout()
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return True
 
 

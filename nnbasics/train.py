@@ -42,6 +42,9 @@ from .config import DTYPES, PRESETS, Config, check_config, parse_args  # noqa: F
 from .nn import MLP
 
 EVAL_BATCH_SIZE = 2500  # evaluation keeps no activations for backward, so it takes big batches
+ONECYCLE_WARMUP = 0.3  # the share of a one-cycle run spent warming up (OneCycleLR's pct_start)
+MIN_WARMUP_STEPS = 25  # a shorter warm-up peaks lower (onecycle_peak)
+STEP_CURVES_EPOCHS = 3  # a run of at most this many epochs records (and plots) every step's loss and accuracy
 
 
 class Diverged(RuntimeError):
@@ -69,19 +72,32 @@ def build(config: Config, steps_per_epoch: int, device=None):
     model = MLP([28 * 28, *config.hidden, nndata.NUM_CLASSES], activation=config.activation, dropout=config.dropout,
                 impl=config.impl, init=config.init, device=device, dtype=DTYPES[config.dtype])
     optimizer = make_optimizer(config, model)
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
-        # Warm up from lr/25 over the first 30% of the steps, then cosine down to ~0. The
-        # momentum stays at --momentum (cycle_momentum=False) so that the flag means what it says.
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
-                                                        cycle_momentum=False)
-    elif config.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    elif config.schedule == "step":
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [total // 2, total * 3 // 4], gamma=0.1)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scheduler = make_scheduler(config, optimizer, config.epochs * steps_per_epoch)
     return model, optimizer, scheduler
+
+
+def onecycle_peak(lr: float, total_steps: int) -> float:
+    """The one-cycle schedule's peak learning rate for a run of ``total_steps``: ``lr``, unless the
+    warm-up (30% of the run) is shorter than MIN_WARMUP_STEPS; then it climbs with the slope of a
+    MIN_WARMUP_STEPS warm-up and peaks lower, at lr x warm-up / MIN_WARMUP_STEPS. A 16-step run
+    would otherwise reach lr 0.1 in 5 steps, and with momentum 0.9 its loss climbs (to 10 in
+    step 5 of the default MLP) instead of falling."""
+    return lr * min(1.0, ONECYCLE_WARMUP * total_steps / MIN_WARMUP_STEPS)
+
+
+def make_scheduler(config: Config, optimizer, total_steps: int):
+    """The learning-rate schedule of ``config.schedule`` over ``total_steps`` (stepped once per batch)."""
+    if config.schedule == "onecycle":
+        # Warm up from peak/25 over the first 30% of the steps, then cosine down to ~0. The
+        # momentum stays at --momentum (cycle_momentum=False) so that the flag means what it says.
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=onecycle_peak(config.lr, total_steps),
+                                                   total_steps=total_steps, pct_start=ONECYCLE_WARMUP,
+                                                   cycle_momentum=False)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [total_steps // 2, total_steps * 3 // 4], gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -116,7 +132,7 @@ def train_step(model, optimizer, x, y, loss_fn, *, amp=False):
 
 
 def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch_size, generator,
-                dtype=torch.float32, amp=False, shift=0, bar=None, world=distributed.World()):
+                dtype=torch.float32, amp=False, shift=0, bar=None, world=distributed.World(), steps=None):
     """One pass over ``split`` in a fresh random order, each image moved by up to
     ``shift`` pixels (order and shifts drawn from ``generator``). Under torchrun,
     ``batch_size`` is the global batch and this process trains on its shard of it.
@@ -124,7 +140,8 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
     The last incomplete batch is dropped: every step then has the same shape,
     which keeps torch.compile from recompiling and the timing even.
     Returns (mean loss, accuracy, samples seen) as Python numbers. The accuracy
-    is the running one, measured with dropout on.
+    is the running one, measured with dropout on. ``steps``, a list, gets each
+    step's (loss, accuracy) on this process's batch appended (the curves of a short run).
     """
     model.train()
     device = split.labels.device
@@ -141,12 +158,16 @@ def train_epoch(model, optimizer, scheduler, loss_fn, split, *, mean, std, batch
         loss_sum += loss * len(y)
         correct += n_correct
         seen += len(y)
+        if steps is not None:
+            steps.append((loss, n_correct / len(y)))
         if bar is not None:
             bar.update(len(y))
             if live and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
     distributed.all_sum(world, loss_sum, correct)
     seen *= world.size
+    if steps:
+        steps[:] = torch.stack([torch.stack(s) for s in steps]).double().tolist()  # one read for the epoch
     return loss_sum.item() / seen, correct.item() / seen, seen
 
 
@@ -170,6 +191,11 @@ def evaluate(model, split, loss_fn, *, mean, std, batch_size=EVAL_BATCH_SIZE, dt
 def _say(config: Config, message: str) -> None:
     if not config.quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 epoch', '12 epochs'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _first(split, n):
@@ -237,18 +263,24 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
     _say(config, f"{config.dataset}: MLP {'-'.join(map(str, model.sizes))} ({config.activation}, {config.impl} ops) "
                  f"on {device}{f' x {world.size} processes' if world.size > 1 else ''}, {config.dtype}"
                  f"{' + bfloat16 autocast' if amp else ''} ({why}){' +compile' if config.compile else ''}, "
-                 f"{config.epochs} epochs of {steps_per_epoch} steps -> {out}")
+                 f"{plural(config.epochs, 'epoch')} of {plural(steps_per_epoch, 'step')} -> {out}")
+    if config.schedule == "onecycle" and onecycle_peak(config.lr, config.epochs * steps_per_epoch) < config.lr:
+        _say(config, f"one-cycle peak lr {onecycle_peak(config.lr, config.epochs * steps_per_epoch):.3g}, not "
+                     f"{config.lr:g}: the warm-up of this {config.epochs * steps_per_epoch}-step run is shorter than "
+                     f"{MIN_WARMUP_STEPS} steps, so it climbs as slowly as a {MIN_WARMUP_STEPS}-step one")
     live = not config.quiet and sys.stderr.isatty()  # a redrawn bar for a terminal, one line per epoch for a log
 
     try:
         for epoch in range(progress.epoch + 1, config.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
+            steps = [] if config.epochs <= STEP_CURVES_EPOCHS else None
             with tqdm(total=steps_per_epoch * config.batch_size, desc=f"epoch {epoch}/{config.epochs}",
                       unit="samples", unit_scale=True, disable=not live, file=sys.stderr) as bar:
                 train_loss, train_acc, seen = train_epoch(
                     forward, optimizer, scheduler, loss_fn, train, batch_size=config.batch_size,
-                    generator=generator, shift=config.shift, bar=bar if live else None, world=world, **kw)
+                    generator=generator, shift=config.shift, bar=bar if live else None, world=world, steps=steps,
+                    **kw)
                 train_s = time.perf_counter() - t0
                 if not math.isfinite(train_loss):
                     raise Diverged(
@@ -261,6 +293,7 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
             progress.history.append({
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                 "val_acc": val_acc, "lr": lr, "seconds": seconds, "samples_per_s": seen / train_s,
+                **({"step_loss": [l for l, _ in steps], "step_acc": [a for _, a in steps]} if steps else {}),
             })
             if not live:
                 _say(config, f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}, train acc {train_acc:.2%}, "
@@ -335,7 +368,7 @@ def main(argv=None) -> int:
         return 0
     out, world_size = summary["config"]["out"], summary["world_size"]
     print(f"test accuracy {summary['test_acc']:.2%} (loss {summary['test_loss']:.4f}) after "
-          f"{summary['epochs_run']} epochs, {summary['wall_s']:.1f} s on {summary['device']}"
+          f"{plural(summary['epochs_run'], 'epoch')}, {summary['wall_s']:.1f} s on {summary['device']}"
           f"{f' x {world_size} processes' if world_size > 1 else ''}; run saved in {out}")
     return 0
 

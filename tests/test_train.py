@@ -238,7 +238,9 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(tmp_path, mnist, monkeypa
     assert nneval.main([str(tmp_path / "run")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"test accuracy {summary['test_acc']:.2%}")
-    rows = [[int(v) for v in line.split()[1:]] for line in lines[3:]]
+    assert lines[1] == "weights: model.pt, the last epoch's (1)"
+    assert lines[2] == f"summary.json: the same, {summary['test_acc']:.2%} (loss {summary['test_loss']:.4f})"
+    rows = [[int(v) for v in line.split()[1:]] for line in lines[5:]]
     assert len(rows) == 10 and all(len(r) == 10 for r in rows)
     assert sum(map(sum, rows)) == 10000
     assert sum(rows[i][i] for i in range(10)) == round(summary["test_acc"] * 10000)
@@ -248,9 +250,28 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(tmp_path, mnist, monkeypa
     lone.parent.mkdir()
     lone.write_bytes((tmp_path / "run" / "model.pt").read_bytes())
     assert nneval.main([str(lone), "--activation", "relu"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == lines[0]
+    lone_lines = capsys.readouterr().out.splitlines()
+    # The same accuracy; the loss is plain cross-entropy, the run's label smoothing being in its summary.json
+    assert lone_lines[0].split(", loss")[0] == lines[0].split(", loss")[0]
+    assert lone_lines[1] == "weights: a model.pt without its summary.json: nothing to compare with"
     with pytest.raises(SystemExit, match="hidden sizes 32 16"):
         nneval.main([str(lone), "--hidden", "64"])
+
+
+def test_evaluate_names_the_weights_and_each_reason_it_differs_from_the_summary(tmp_path, mnist, monkeypatch, capsys):
+    summary = train.run(small(tmp_path, epochs=2, patience=5), data=mnist)
+    monkeypatch.setattr(nndata, "load_splits", lambda *args, **kwargs: mnist)
+    assert nneval.main([str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"weights: model.pt, the best epoch's ({summary['best_epoch']} of 2, kept by --patience)"
+    assert lines[2].startswith("summary.json: the same, ")
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    on_disk.update(test_acc=on_disk["test_acc"] - 0.01, threads=on_disk["threads"] + 1, device="cuda:0")
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(on_disk))
+    assert nneval.main([str(tmp_path / "run")]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.startswith(f"summary.json: {on_disk['test_acc']:.2%} ") and "differs: the run was on cuda:0, this is on cpu" in line
+    assert f"the run used {on_disk['threads']} threads" in line
 
 
 def test_confusion_matrix_counts_pairs():

@@ -1,4 +1,4 @@
-"""Exercise: the backward of a linear layer.
+"""Exercise 4: the backward of a linear layer.
 
     forward:   Y = X Wᵀ + b          X (N, in), W (out, in), b (out,)  →  Y (N, out)
     backward:  given G = dL/dY (N, out), return dL/dX (N, in), dL/dW (out, in), dL/db (out,)
@@ -9,7 +9,8 @@ requested gradients read: dL/dX needs W, dL/dW needs X (setup_context does this 
 
     python -m nnbasics.check docs/exercises/linear.py:Linear
 
-The answer is ``nnbasics/ops/linear.py``.
+The derivation: docs/ops.md#linear. Hints, the short answer (docs/exercises/answers/linear.py) and what the full op adds:
+docs/exercises/README.md.
 """
 import torch
 

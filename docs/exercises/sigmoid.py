@@ -1,4 +1,4 @@
-"""Exercise: the backward of sigmoid.
+"""Exercise 1: the backward of sigmoid.
 
     forward:   y = σ(x) = 1 / (1 + e^(-x))
     backward:  grad_x = grad_y · dy/dx            what is dy/dx, written with y alone?
@@ -8,7 +8,8 @@ setup_context saves the output y: that is all backward may use. Write ``backward
     python -m nnbasics.check docs/exercises/sigmoid.py:Sigmoid
 
 Every check passes when it is right (forward_ad is skipped: there is no jvp; add one as a second
-exercise). The answer is ``nnbasics/ops/sigmoid.py``.
+exercise). The derivation: docs/ops.md#sigmoid. Hints, the short answer (docs/exercises/answers/sigmoid.py) and what the full op adds:
+docs/exercises/README.md.
 """
 import torch
 

@@ -1,4 +1,4 @@
-"""Exercise: the backward of softmax cross-entropy (mean over the batch).
+"""Exercise 5: the backward of softmax cross-entropy (mean over the batch).
 
     forward:   loss = -(1/N) Σ_n log softmax(x_n)[t_n]      x (N, C) logits, t (N,) class indices
     backward:  grad_x = grad_loss · dloss/dx                 what is dloss/dx, with p = softmax(x)?
@@ -9,8 +9,8 @@ logits get a gradient: the targets are integers; return None for them.
 
     python -m nnbasics.check docs/exercises/softmax_cross_entropy.py:SoftmaxCrossEntropy
 
-The answer is ``nnbasics/ops/cross_entropy.py`` (which adds class weights, label smoothing and
-ignore_index).
+The derivation: docs/ops.md#cross_entropy. Hints, the short answer (docs/exercises/answers/softmax_cross_entropy.py) and what the full op adds:
+docs/exercises/README.md.
 """
 import torch
 

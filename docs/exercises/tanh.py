@@ -1,4 +1,4 @@
-"""Exercise: the backward of tanh.
+"""Exercise 2: the backward of tanh.
 
     forward:   y = tanh(x) = (e^x - e^(-x)) / (e^x + e^(-x))
     backward:  grad_x = grad_y · dy/dx            what is dy/dx, written with y alone?
@@ -7,7 +7,8 @@ setup_context saves the output y. Write ``backward``, then check it:
 
     python -m nnbasics.check docs/exercises/tanh.py:Tanh
 
-The answer is ``nnbasics/ops/tanh.py``.
+The derivation: docs/ops.md#tanh. Hints, the short answer (docs/exercises/answers/tanh.py) and what the full op adds:
+docs/exercises/README.md.
 """
 import torch
 
