@@ -193,12 +193,15 @@ def agreement(path, config: dict, accuracy: float, loss: float, device, amp: boo
     summary_path = (pathlib.Path(path) if pathlib.Path(path).is_dir() else pathlib.Path(path).parent) / SUMMARY
     if not summary_path.is_file():
         return ["weights: a model.pt without its summary.json: nothing to compare with"]
-    summary = json.loads(summary_path.read_text())
+    summary = json.loads(summary_path.read_text())  # load_run has read it as JSON already
+    epochs = summary.get("epochs_run", "?")
     if config.get("patience") and summary.get("best_epoch"):
-        weights = f"the best epoch's ({summary['best_epoch']} of {summary['epochs_run']}, kept by --patience)"
+        weights = f"the best epoch's ({summary['best_epoch']} of {epochs}, kept by --patience)"
     else:
-        weights = f"the last epoch's ({summary['epochs_run']})"
+        weights = f"the last epoch's ({epochs})"
     lines = [f"weights: model.pt, {weights}"]
+    if not isinstance(summary.get("test_acc"), (int, float)) or not isinstance(summary.get("test_loss"), (int, float)):
+        return lines + [f"summary.json: no test_acc and test_loss of the run to compare with ({summary_path})"]
     ours = f"{accuracy:.2%} (loss {loss:.4f})"
     theirs = f"{summary['test_acc']:.2%} (loss {summary['test_loss']:.4f})"
     if ours == theirs:
