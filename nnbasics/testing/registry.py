@@ -156,6 +156,13 @@ def _ce_samples(device, dtype, requires_grad):
     out.append(Sample((x((0, 5)), _targets((0,), 5, device, g)), {"reduction": "sum"}, "empty batch sum"))
     out.append(Sample((x((0, 5)), _targets((0,), 5, device, g)), {}, "empty batch mean (NaN)", smooth=False))
     out.append(Sample((x((3, 5)) * 10, _targets((3,), 5, device, g)), {}, "large logits"))
+    # Every row ignored: the 'mean' is 0/0 = NaN, its gradient 0 (as in torch; see cross_entropy.py).
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.2}, {"weight": w, "label_smoothing": 0.2}):
+        tag = "+".join(kw) or "plain"
+        out.append(Sample((x((3, 5)), torch.full((3,), -100, device=device)), dict(kw),
+                          f"all ignored mean {tag} (NaN loss, zero gradient)", smooth=False))
+    out.append(Sample((x((2, 5, 3)), torch.full((2, 3), 1, device=device)), {"ignore_index": 1, "weight": w},
+                      "all ignored N-d mean (NaN loss, zero gradient)", smooth=False))
     # Probability (soft) targets: a target of the input's shape, differentiable like the input.
 
     def probs(shape):
@@ -173,6 +180,7 @@ def _ce_samples(device, dtype, requires_grad):
     out.append(Sample((x((4, 5)), _t((4, 5), device, dtype, requires_grad, low=0.0, high=2.0, gen=g)), {"weight": w},
                       "soft unnormalised weight"))
     out.append(Sample((_noncontig((4, 6), device, dtype, requires_grad, gen=g), probs((4, 6))), {}, "soft noncontig"))
+    out.append(Sample((x((0, 5)), probs((0, 5))), {"weight": w}, "soft empty batch mean (NaN)", smooth=False))
     return out
 
 
