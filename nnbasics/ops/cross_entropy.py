@@ -45,7 +45,7 @@ def _targets(target, ignore_index):
 
 def _divisor(valid, t, weight, dtype):
     """Σ_i w_{t_i} over the rows that are not ignored (their count when unweighted): 'mean' divides by it."""
-    if weight is None:
+    if weight is None or not weight.numel():  # (no classes: nothing valid, a count of 0)
         return valid.sum()  # an integer count: dividing a float loss by it keeps the loss's dtype
     return torch.where(valid, weight[t], 0).sum().to(dtype)
 
@@ -63,6 +63,8 @@ def total_weight(target, weight, ignore_index, dtype):
 def _unreduced(x, valid, t, weight, eps):
     """l_i for every row (see ``cross_entropy_unreduced``), from the rows' validity and class indices."""
     n_classes = x.shape[1]
+    if not n_classes:  # no classes (torch allows it when every row is ignored): l_i = 0
+        return x.new_zeros(x.shape[0])
     s = shifted(x, 1)
     log_sum = torch.log(torch.exp(s).sum(1))  # S_i
     s_t = s.gather(1, t[:, None]).squeeze(1)  # s_{i, t_i}
@@ -80,6 +82,8 @@ def _unreduced(x, valid, t, weight, eps):
 def _partials(x, valid, t, weight, eps, row_scale=None):
     """dl_i/dx_ij = m_i p_ij - q_ij, times ``row_scale`` (see ``cross_entropy_partials``)."""
     n_classes = x.shape[1]
+    if not n_classes:  # no classes, every row ignored: nothing to differentiate
+        return x.new_zeros(x.shape)
     # 0 on ignored rows: selected, not multiplied, so a NaN scale (all rows ignored: 1/0) stays out
     r = valid.to(x.dtype) if row_scale is None else torch.where(valid, row_scale, 0)
     p = softmax_forward(x, 1)

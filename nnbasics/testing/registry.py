@@ -34,6 +34,7 @@ class OpInfo:
     make: Callable  # (numel-ish size, device, dtype, requires_grad) -> Sample, for benchmarks
     random: bool = False  # draws random numbers: reseed before each call to compare
     differentiable_outputs: bool = True
+    zero_size: Callable = None  # (device, dtype, requires_grad) -> list[Sample], a 0 in every position
 
     def custom(self, impl="custom"):
         return functools.partial(getattr(F, self.name), impl=impl)
@@ -247,6 +248,67 @@ def _dropout_samples(device, dtype, requires_grad):
     return out
 
 
+# --------------------------------------------------------------------------- zero-size dimensions
+
+ZERO_SHAPES = [(0,), (0, 3), (3, 0), (0, 0), (2, 0, 4), (2, 3, 0)]
+
+
+def _zero_unary(kw_variants=({},)):
+    def samples(device, dtype, requires_grad):
+        return [Sample((_t(shape, device, dtype, requires_grad),), dict(kw), f"{shape} {kw or ''}", smooth=False)
+                for kw in kw_variants for shape in ZERO_SHAPES]
+    return samples
+
+
+def _zero_softmax(device, dtype, requires_grad):
+    return [Sample((_t(shape, device, dtype, requires_grad),), {"dim": d}, f"{shape} dim={d}", smooth=False)
+            for shape in ZERO_SHAPES for d in range(len(shape))]
+
+
+def _zero_linear(device, dtype, requires_grad):
+    t = functools.partial(_t, device=device, dtype=dtype, requires_grad=requires_grad)
+    out = []
+    for x, w in (((0, 5), (3, 5)), ((4, 0), (3, 0)), ((4, 5), (0, 5)), ((0, 0), (0, 0)), ((2, 0, 5), (3, 5)),
+                 ((2, 3, 0), (4, 0)), ((0,), (3, 0)), ((5,), (0, 5))):
+        out.append(Sample((t(x), t(w), t(w[:1])), {}, f"x {x}, weight {w}", smooth=False))
+        out.append(Sample((t(x), t(w)), {}, f"x {x}, weight {w}, no bias", smooth=False))
+    return out
+
+
+def _zero_ce(device, dtype, requires_grad):
+    t = functools.partial(_t, device=device, dtype=dtype, requires_grad=requires_grad)
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for red in ("mean", "sum", "none"):
+        for x, tgt in (((0, 5), (0,)), ((2, 5, 0), (2, 0)), ((0, 5, 3), (0, 3)), ((2, 5, 3, 0), (2, 3, 0))):
+            out.append(Sample((t(x), _targets(tgt, 5, device, g)), {"reduction": red}, f"{x} {red}", smooth=False))
+            out.append(Sample((t(x), _targets(tgt, 5, device, g)), {"reduction": red, "label_smoothing": 0.2,
+                                                                     "weight": _t((5,), device, dtype, False)},
+                              f"{x} weight+smoothing {red}", smooth=False))
+            out.append(Sample((t(x), torch.softmax(_t(x, device, dtype, False), 1 if len(x) > 1 else 0)
+                               .requires_grad_(requires_grad)), {"reduction": red}, f"soft {x} {red}", smooth=False))
+        # no classes at all: every target ignored
+        out.append(Sample((t((4, 0)), torch.full((4,), -100, device=device)), {"reduction": red}, f"(4, 0) {red}",
+                          smooth=False))
+    return out
+
+
+def _zero_pairs(kind):
+    def samples(device, dtype, requires_grad):
+        out = []
+        for red in ("mean", "sum", "none"):
+            for shape in ZERO_SHAPES:
+                lo, hi = (0.05, 0.95) if kind == "bce" else (None, None)
+                x = _t(shape, device, dtype, requires_grad, low=lo, high=hi)
+                y = _t(shape, device, dtype, requires_grad and kind == "mse", low=0.0, high=1.0)
+                kw = {"reduction": red}
+                if kind != "mse" and shape[-1]:
+                    kw["weight"] = _t(shape[-1:], device, dtype, False, low=0.2, high=2.0)
+                out.append(Sample((x, y), kw, f"{shape} {red}", smooth=False))
+        return out
+    return samples
+
+
 OPS = [
     OpInfo("linear", _linear_samples, _linear_make),
     OpInfo("sigmoid", *_unary()),
@@ -263,6 +325,12 @@ OPS = [
     OpInfo("dropout", _dropout_samples, _unary()[1], random=True),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}
+for _op, _zero in zip(OPS, [
+    _zero_linear, _zero_unary(), _zero_unary(), _zero_ce, _zero_unary(), _zero_unary(({}, {"negative_slope": 0.2})),
+    _zero_unary(({}, {"min_val": -0.5, "max_val": 2.0})), _zero_softmax, _zero_softmax, _zero_pairs("mse"),
+    _zero_pairs("bce"), _zero_pairs("bce_logits"), _zero_unary(({"p": 0.3}, {"p": 1.0})),
+], strict=True):
+    _op.zero_size = _zero
 
 
 # --------------------------------------------------------------------------- running an op and its twin
