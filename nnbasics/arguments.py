@@ -3,7 +3,8 @@
 Each check raises the exception type ``torch.nn.functional`` raises for the same mistake, with
 a message that names the bad value and says what to do. Checks that read tensor *values*
 (class indices in range, probabilities in [0, 1]) are skipped where values cannot be read:
-inside ``torch.compile`` and inside ``torch.func`` transforms.
+inside ``torch.compile``, inside ``torch.func`` transforms, and on the meta device (which has
+shapes and no values).
 """
 import warnings
 
@@ -14,8 +15,8 @@ from .ops._reduction import REDUCTIONS
 
 
 def readable(t: torch.Tensor) -> bool:
-    """Can we look at the values of ``t`` (not inside torch.compile or a torch.func transform)?"""
-    return not torch.compiler.is_compiling() and not is_transformed(t)
+    """Can we look at the values of ``t`` (not inside torch.compile or a torch.func transform, not on meta)?"""
+    return not t.is_meta and not torch.compiler.is_compiling() and not is_transformed(t)
 
 
 def reduction(size_average, reduce, reduction: str, stacklevel: int = 3) -> str:
