@@ -34,7 +34,7 @@ class OpInfo:
     make: Callable  # (numel-ish size, device, dtype, requires_grad) -> Sample, for benchmarks
     random: bool = False  # draws random numbers: reseed before each call to compare
     differentiable_outputs: bool = True
-    zero_size: Callable = None  # (device, dtype, requires_grad) -> list[Sample], a 0 in every position
+    zero_size: Callable = None  # (device, dtype, requires_grad) -> list[Sample]: a size 0 in every position
 
     def custom(self, impl="custom"):
         return functools.partial(getattr(F, self.name), impl=impl)
@@ -310,27 +310,23 @@ def _zero_pairs(kind):
 
 
 OPS = [
-    OpInfo("linear", _linear_samples, _linear_make),
-    OpInfo("sigmoid", *_unary()),
-    OpInfo("relu", *_unary(kinks=(0.0,))),
-    OpInfo("cross_entropy", _ce_samples, _ce_make),
-    OpInfo("tanh", *_unary()),
-    OpInfo("leaky_relu", *_unary(kinks=(0.0,), kw_variants=({}, {"negative_slope": 0.2}))),
-    OpInfo("hardtanh", *_unary(kinks=(-1.0, 1.0, -0.5, 2.0), kw_variants=({}, {"min_val": -0.5, "max_val": 2.0}))),
-    OpInfo("softmax", _softmax_samples, _softmax_make),
-    OpInfo("log_softmax", _softmax_samples, _softmax_make),
-    OpInfo("mse_loss", *_pair_samples("mse")),
-    OpInfo("binary_cross_entropy", *_pair_samples("bce")),
-    OpInfo("binary_cross_entropy_with_logits", *_pair_samples("bce_logits")),
-    OpInfo("dropout", _dropout_samples, _unary()[1], random=True),
+    OpInfo("linear", _linear_samples, _linear_make, zero_size=_zero_linear),
+    OpInfo("sigmoid", *_unary(), zero_size=_zero_unary()),
+    OpInfo("relu", *_unary(kinks=(0.0,)), zero_size=_zero_unary()),
+    OpInfo("cross_entropy", _ce_samples, _ce_make, zero_size=_zero_ce),
+    OpInfo("tanh", *_unary(), zero_size=_zero_unary()),
+    OpInfo("leaky_relu", *_unary(kinks=(0.0,), kw_variants=({}, {"negative_slope": 0.2})),
+           zero_size=_zero_unary(({}, {"negative_slope": 0.2}))),
+    OpInfo("hardtanh", *_unary(kinks=(-1.0, 1.0, -0.5, 2.0), kw_variants=({}, {"min_val": -0.5, "max_val": 2.0})),
+           zero_size=_zero_unary(({}, {"min_val": -0.5, "max_val": 2.0}))),
+    OpInfo("softmax", _softmax_samples, _softmax_make, zero_size=_zero_softmax),
+    OpInfo("log_softmax", _softmax_samples, _softmax_make, zero_size=_zero_softmax),
+    OpInfo("mse_loss", *_pair_samples("mse"), zero_size=_zero_pairs("mse")),
+    OpInfo("binary_cross_entropy", *_pair_samples("bce"), zero_size=_zero_pairs("bce")),
+    OpInfo("binary_cross_entropy_with_logits", *_pair_samples("bce_logits"), zero_size=_zero_pairs("bce_logits")),
+    OpInfo("dropout", _dropout_samples, _unary()[1], random=True, zero_size=_zero_unary(({"p": 0.3}, {"p": 1.0}))),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}
-for _op, _zero in zip(OPS, [
-    _zero_linear, _zero_unary(), _zero_unary(), _zero_ce, _zero_unary(), _zero_unary(({}, {"negative_slope": 0.2})),
-    _zero_unary(({}, {"min_val": -0.5, "max_val": 2.0})), _zero_softmax, _zero_softmax, _zero_pairs("mse"),
-    _zero_pairs("bce"), _zero_pairs("bce_logits"), _zero_unary(({"p": 0.3}, {"p": 1.0})),
-], strict=True):
-    _op.zero_size = _zero
 
 
 # --------------------------------------------------------------------------- running an op and its twin
