@@ -76,3 +76,34 @@ def test_mlp_on_meta(activation, dropout, impl):
                for p in model.parameters())
     real = model.to_empty(device="cpu")
     assert real(torch.randn(5, 12)).shape == (5, 3)
+
+
+IN_PLACE = {
+    "relu": lambda M, x, **k: M.relu(x, inplace=True, **k),
+    "leaky_relu": lambda M, x, **k: M.leaky_relu(x, 0.1, inplace=True, **k),
+    "leaky_relu negative slope": lambda M, x, **k: M.leaky_relu(x, -0.1, inplace=True, **k),
+    "hardtanh": lambda M, x, **k: M.hardtanh(x, -0.5, 2.0, inplace=True, **k),
+    "dropout": lambda M, x, **k: M.dropout(x, 0.3, inplace=True, **k),
+}
+
+
+@pytest.mark.parametrize("name", list(IN_PLACE))
+def test_in_place_ops_on_meta(name, impl):
+    import torch.nn.functional as TF
+
+    import nnbasics.functional as F
+    results = []
+    for call in (lambda x: IN_PLACE[name](TF, x), lambda x: IN_PLACE[name](F, x, impl=impl)):
+        leaf = torch.empty(4, 5, device="meta", requires_grad=True)
+        out = call(leaf * 2)
+        out.backward(torch.empty_like(out))
+        results.append((_describe(out), _describe(leaf.grad)))
+    assert results[1] == results[0]
+
+
+def test_cross_entropy_in_place_on_meta():
+    from nnbasics.inplace import cross_entropy_
+    w = torch.empty(5, 3, device="meta", requires_grad=True)
+    loss = cross_entropy_(torch.empty(4, 5, device="meta") @ w, torch.empty(4, dtype=torch.long, device="meta"))
+    loss.backward()
+    assert _describe(loss) == ("meta", (), torch.float32) and _describe(w.grad) == ("meta", (5, 3), torch.float32)
