@@ -63,10 +63,11 @@ def test_op_forward_and_backward_on_meta(op, impl):
     assert len(skipped) < len(samples) / 4, "\n".join(skipped)
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "hardtanh", "tanh", "sigmoid"])
+@pytest.mark.parametrize("activation,init", [(a, "torch") for a in nn.ACTIVATIONS] + [("relu", "kaiming"),
+                                                                                      ("tanh", "xavier")])
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_mlp_on_meta(activation, dropout, impl):
-    model = nn.MLP([12, 16, 16, 3], activation=activation, dropout=dropout, impl=impl, device="meta")
+def test_mlp_on_meta(activation, init, dropout, impl):
+    model = nn.MLP([12, 16, 16, 3], activation=activation, dropout=dropout, impl=impl, init=init, device="meta")
     assert all(p.device.type == "meta" for p in model.parameters())
     x, t = torch.empty(5, 12, device="meta"), torch.empty(5, dtype=torch.long, device="meta")
     loss = nn.CrossEntropyLoss(label_smoothing=0.1, impl=impl)(model(x), t)
