@@ -168,7 +168,7 @@ def _raised(call):
 
 
 def test_pytorch_module_error_inputs(impl, device):
-    """Every error input of every twin's ModuleInfo (torch 2.13 has them for CrossEntropyLoss)."""
+    """Every error input of every twin's ModuleInfo (torch 2.13 has them for CrossEntropyLoss; 2.4 has none)."""
     from torch.testing._internal.common_modules import ModuleErrorEnum
     failures, ran = [], 0
     for name, dtype in ((n, d) for n in TWINS for d in (torch.float64, torch.float32)):
@@ -191,4 +191,5 @@ def test_pytorch_module_error_inputs(impl, device):
             if type(results["nnbasics"]) is not type(results["torch"]):
                 failures.append(f"{what}: raised {results['nnbasics']!r}, torch {results['torch']!r}")
     assert not failures, "\n".join(failures)
-    assert ran > 0
+    if not ran:
+        pytest.skip("this torch's module_db has no error inputs for any twin")
