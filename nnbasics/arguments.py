@@ -3,7 +3,8 @@
 Each check raises the exception type ``torch.nn.functional`` raises for the same mistake, with
 a message that names the bad value and says what to do. Checks that read tensor *values*
 (class indices in range, probabilities in [0, 1]) are skipped where values cannot be read:
-inside ``torch.compile`` and inside ``torch.func`` transforms.
+inside ``torch.compile``, inside ``torch.func`` transforms, and on the meta device (which has
+shapes and no values).
 """
 import warnings
 
@@ -14,8 +15,8 @@ from .ops._reduction import REDUCTIONS
 
 
 def readable(t: torch.Tensor) -> bool:
-    """Can we look at the values of ``t`` (not inside torch.compile or a torch.func transform)?"""
-    return not torch.compiler.is_compiling() and not is_transformed(t)
+    """Can we look at the values of ``t`` (not inside torch.compile or a torch.func transform, not on meta)?"""
+    return not t.is_meta and not torch.compiler.is_compiling() and not is_transformed(t)
 
 
 def reduction(size_average, reduce, reduction: str, stacklevel: int = 3) -> str:
@@ -53,6 +54,16 @@ def same_shape(fn_name: str, input: torch.Tensor, target: torch.Tensor) -> None:
 def weight_shape(fn_name: str, weight, input: torch.Tensor) -> None:
     if weight is not None and weight.shape != input.shape:
         raise ValueError(f"{fn_name}: weight of shape {tuple(weight.shape)} must have the input's shape {tuple(input.shape)}")
+
+
+def floating(fn_name: str, input: torch.Tensor) -> None:
+    """Floating-point input, for the ops whose built-in has no integer kernel (torch raises
+    NotImplementedError, "... not implemented for 'Long'")."""
+    if not input.is_floating_point():
+        raise NotImplementedError(
+            f"{fn_name}: input must be floating point, got {input.dtype} (nor does torch.nn.functional.{fn_name} "
+            f"take it); convert with input.float()"
+        )
 
 
 def _first_bad(bad: torch.Tensor) -> tuple:
@@ -101,10 +112,25 @@ def softmax_dim(name: str, input: torch.Tensor, dim, stacklevel: int = 3) -> int
 
 # --------------------------------------------------------------------------- losses
 
+def _floating_logits(input) -> None:
+    if not input.is_floating_point():  # torch: NotImplementedError from the log_softmax kernel
+        raise NotImplementedError(f"cross_entropy: input must be floating point (logits), got {input.dtype}; "
+                                  "convert with input.float()")
+
+
+def _class_dim(input) -> None:
+    if input.dim() == 0:  # torch: IndexError, as for any dimension that is not there
+        raise IndexError("cross_entropy: input must have a class dimension, got a 0-d tensor")
+
+
+def _logits(input) -> None:
+    _floating_logits(input)
+    _class_dim(input)
+
+
 def class_targets(input, target, ignore_index) -> None:
     """Shape, dtype and range of class-index targets for cross-entropy."""
-    if not input.is_floating_point():
-        raise RuntimeError(f"cross_entropy: input must be floating point (logits), got {input.dtype}")
+    _logits(input)
     if target.dtype not in (torch.int64, torch.uint8):
         hint = (
             f"probability (soft) targets must have the input's shape {tuple(input.shape)}"
@@ -112,16 +138,15 @@ def class_targets(input, target, ignore_index) -> None:
             else "convert with target.long()"
         )
         raise RuntimeError(f"cross_entropy: target must hold class indices as torch.int64, got {target.dtype}; {hint}")
-    if input.dim() == 0:
-        raise RuntimeError("cross_entropy: input must have a class dimension, got a 0-d tensor")
     expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
     if target.shape != expected:
+        # torch tells a batch-size mismatch (ValueError) from any other shape (RuntimeError)
+        batch_differs = target.dim() >= 1 and (input.shape[0] != target.shape[0] if input.dim() > 1 else True)
         detail = (
-            f"the batch sizes differ ({input.shape[0]} vs {target.shape[0]})"
-            if input.dim() > 1 and target.dim() >= 1 and input.shape[0] != target.shape[0]
-            else "it must be the input's shape without the class dimension (dim 1)"
+            f"the batch sizes differ ({input.shape[0] if input.dim() > 1 else 'unbatched'} vs {target.shape[0]})"
+            if batch_differs else "it must be the input's shape without the class dimension (dim 1)"
         )
-        raise RuntimeError(
+        raise (ValueError if batch_differs else RuntimeError)(
             f"cross_entropy: input of shape {tuple(input.shape)} needs a target of shape {tuple(expected)}, "
             f"got {tuple(target.shape)}: {detail}"
         )
@@ -143,10 +168,7 @@ def class_targets(input, target, ignore_index) -> None:
 def probability_targets(input, target, ignore_index) -> None:
     """Dtypes and options of a target of class probabilities: one of the input's shape, which is
     how torch tells probabilities from class indices."""
-    if not input.is_floating_point():
-        raise RuntimeError(f"cross_entropy: input must be floating point (logits), got {input.dtype}")
-    if input.dim() == 0:
-        raise RuntimeError("cross_entropy: input must have a class dimension, got a 0-d tensor")
+    _floating_logits(input)
     if not target.is_floating_point():
         batch = tuple(input.shape[:1] + input.shape[2:]) if input.dim() > 1 else ()
         raise RuntimeError(
@@ -154,6 +176,7 @@ def probability_targets(input, target, ignore_index) -> None:
             f"must be floating point, got {target.dtype}; for class indices give a target of shape {batch}, "
             f"for probabilities convert with target.to({input.dtype})"
         )
+    _class_dim(input)  # after the target's dtype, in torch's order
     if ignore_index >= 0:
         raise RuntimeError(
             f"cross_entropy: ignore_index={ignore_index} is not supported for probability targets (nor by "
@@ -164,9 +187,12 @@ def probability_targets(input, target, ignore_index) -> None:
 
 def cross_entropy_options(n_classes, weight, label_smoothing, weight_differentiable=False) -> None:
     """``weight_differentiable``: the loss is differentiable in the class weights (probability
-    targets); with class indices it is not, in torch as here."""
+    targets); with class indices it is not, in torch as here.
+
+    A negative ``label_smoothing`` is refused here; torch raises only above 1 and treats a
+    negative value as 0 without a word, which hides a mistake."""
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+        raise RuntimeError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if weight is not None and weight.shape != (n_classes,):
         raise RuntimeError(f"cross_entropy: weight must have shape ({n_classes},), one per class, got {tuple(weight.shape)}")
     if not weight_differentiable:

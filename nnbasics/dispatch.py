@@ -108,7 +108,8 @@ def apply(name: str, impl: str, device: torch.device, *args):
 
 def _cast_and_run(fn, name, device, args):
     device_type = device.type
-    if not torch.is_autocast_enabled(device_type):
+    # A device without autocast (meta) is asked nothing: torch.is_autocast_enabled raises there.
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
         return _run(fn, args)
     policy = _AUTOCAST.get(name, {}).get(device_type, _AUTOCAST.get(name, {}).get(None))
     if policy is not None:

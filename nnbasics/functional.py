@@ -59,6 +59,7 @@ def relu(input, inplace=False, *, impl="custom"):
 
 def leaky_relu(input, negative_slope=0.01, inplace=False, *, impl="custom"):
     """x if x > 0 else negative_slope · x, elementwise."""
+    check.floating("leaky_relu", input)
     if inplace:
         return apply_in_place("LeakyReLU", impl, input.device, leaky_relu_saves_output(negative_slope), input,
                               float(negative_slope))
@@ -91,6 +92,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
     dim = check.softmax_dim("softmax", input, dim)
     if dtype is not None:
         input = input.to(dtype)
+    check.floating("softmax", input)
     # The built-in's kernel works on contiguous memory: its output and gradient are contiguous.
     if input.requires_grad:
         input = apply("ContiguousGrad", impl, input.device, input)
@@ -102,6 +104,7 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, impl="custom"):
     dim = check.softmax_dim("log_softmax", input, dim)
     if dtype is not None:
         input = input.to(dtype)
+    check.floating("log_softmax", input)
     # The built-in's kernel works on contiguous memory: its output and gradient are contiguous.
     if input.requires_grad:
         input = apply("ContiguousGrad", impl, input.device, input)
@@ -172,6 +175,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
             stacklevel=2,
         )
         input, target = torch.broadcast_tensors(input, target)
+    check.floating("mse_loss", input)
     check.weight_shape("mse_loss", weight, input)
     return apply("MSELoss", impl, input.device, input, target, weight, reduction)
 

@@ -50,8 +50,9 @@ from .ops import tanh as _tanh
 
 def _plain(a) -> bool:
     """Not a tensor, or a non-empty one with storage of its own (not a torch.func or legacy-vmap
-    wrapper). An empty tensor has nothing to fuse, and would cost a compile of its own."""
-    return not isinstance(a, torch.Tensor) or (has_storage(a) and a.numel() > 0)
+    wrapper), holding data (not on meta). An empty or meta tensor has nothing to fuse, and would
+    cost a compile of its own."""
+    return not isinstance(a, torch.Tensor) or (has_storage(a) and a.numel() > 0 and not a.is_meta)
 
 
 MIN_ELEMENTS = 4096

@@ -70,6 +70,8 @@ class CrossEntropyInPlace(torch.autograd.Function):
         grad, target, weight = ctx.saved_tensors
         total = _ce.total_weight(target, weight, ctx.ignore_index, grad.dtype)
         scale = _ce.unreduce(grad_loss, ctx.reduction, grad[:, 0], total)
+        # ignored rows keep their gradient 0 even when the scale is 1/0 (every row ignored), as in torch
+        scale = torch.where(target != ctx.ignore_index, scale, 0)
         return grad.mul_(scale[:, None]), None, None, None, None, None
 
 

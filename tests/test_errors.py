@@ -1,8 +1,104 @@
-"""Every input a user can get wrong gets one clear exception that names the offending value."""
+"""Every input a user can get wrong gets one clear exception that names the offending value,
+of the type torch.nn.functional raises for the same input (so ``except ValueError:`` written
+for torch keeps working)."""
+import warnings
+
 import pytest
 import torch
+import torch.nn.functional as TF
 
 import nnbasics.functional as F
+
+_long = torch.long
+# One call per check in nnbasics.arguments (and the dtype checks of the ops), made with the
+# functional module M: nnbasics.functional, or torch.nn.functional for the expected type.
+BAD_CALLS = {
+    "reduction": lambda M: M.mse_loss(torch.randn(4), torch.randn(4), reduction="avg"),
+    "ce reduction": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=_long), reduction="avg"),
+    "bce reduction": lambda M: M.binary_cross_entropy(torch.rand(4), torch.rand(4), reduction="avg"),
+    "ce weight requires grad": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=_long),
+                                                         weight=torch.ones(5, requires_grad=True)),
+    "bce weight requires grad": lambda M: M.binary_cross_entropy(torch.rand(4), torch.rand(4),
+                                                                 weight=torch.ones(4, requires_grad=True)),
+    "bce_logits pos_weight requires grad": lambda M: M.binary_cross_entropy_with_logits(
+        torch.rand(4), torch.rand(4), pos_weight=torch.ones(4, requires_grad=True)),
+    "bce target shape": lambda M: M.binary_cross_entropy(torch.rand(4), torch.rand(5)),
+    "bce_logits target shape": lambda M: M.binary_cross_entropy_with_logits(torch.rand(4), torch.rand(5)),
+    "mse weight shape": lambda M: M.mse_loss(torch.rand(4), torch.rand(4), weight=torch.rand(5)),
+    "mse integer input": lambda M: M.mse_loss(torch.ones(3, dtype=_long), torch.ones(3, dtype=_long)),
+    "linear features": lambda M: M.linear(torch.randn(4, 10), torch.randn(3, 11)),
+    "linear 0-d input": lambda M: M.linear(torch.tensor(1.0), torch.randn(3, 1)),
+    "linear bias shape": lambda M: M.linear(torch.randn(4, 5), torch.randn(3, 5), torch.randn(4)),
+    "hardtanh bounds": lambda M: M.hardtanh(torch.randn(3), 2.0, 1.0),
+    "dropout p": lambda M: M.dropout(torch.randn(3), 1.5),
+    "softmax dim": lambda M: M.softmax(torch.randn(3), 2),
+    "softmax integer input": lambda M: M.softmax(torch.ones(3, dtype=_long), 0),
+    "log_softmax integer input": lambda M: M.log_softmax(torch.ones(3, dtype=_long), 0),
+    "leaky_relu integer input": lambda M: M.leaky_relu(torch.ones(3, dtype=_long)),
+    "ce integer input": lambda M: M.cross_entropy(torch.ones(4, 5, dtype=torch.int32), torch.zeros(4, dtype=_long)),
+    "ce soft integer input": lambda M: M.cross_entropy(torch.ones(4, 5, dtype=_long), torch.rand(4, 5)),
+    "ce target dtype": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.int32)),
+    "ce float target of another shape": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4)),
+    "ce 0-d input, 0-d float target": lambda M: M.cross_entropy(torch.tensor(1.0), torch.tensor(1.0)),
+    "ce 0-d input, 0-d integer target": lambda M: M.cross_entropy(torch.tensor(1.0), torch.tensor(0)),
+    "ce 0-d input, 1-d target": lambda M: M.cross_entropy(torch.tensor(1.0), torch.tensor([0])),
+    "ce batch size": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(3, dtype=_long)),
+    "ce N-d batch size": lambda M: M.cross_entropy(torch.randn(2, 5, 3), torch.zeros(3, 3, dtype=_long)),
+    "ce unbatched, 1-d target": lambda M: M.cross_entropy(torch.randn(5), torch.zeros(2, dtype=_long)),
+    "ce N-d target shape": lambda M: M.cross_entropy(torch.randn(2, 5, 3), torch.zeros(2, 4, dtype=_long)),
+    "ce N-d target rank": lambda M: M.cross_entropy(torch.randn(2, 5, 3), torch.zeros(2, dtype=_long)),
+    "ce 2-d target": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, 2, dtype=_long)),
+    "ce target range": lambda M: M.cross_entropy(torch.randn(4, 5), torch.tensor([0, 1, 7, 2])),
+    "ce negative target": lambda M: M.cross_entropy(torch.randn(4, 5), torch.tensor([0, 1, -1, 2])),
+    "ce soft integer target": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, 5, dtype=_long)),
+    "ce soft ignore_index": lambda M: M.cross_entropy(torch.randn(4, 5), torch.rand(4, 5), ignore_index=0),
+    "ce label_smoothing": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=_long), label_smoothing=1.5),
+    "ce soft label_smoothing": lambda M: M.cross_entropy(torch.randn(4, 5), torch.rand(4, 5), label_smoothing=1.5),
+    "ce weight shape": lambda M: M.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=_long), weight=torch.ones(4)),
+    "ce soft weight shape": lambda M: M.cross_entropy(torch.randn(4, 5), torch.rand(4, 5), weight=torch.ones(4)),
+    "bce probabilities": lambda M: M.binary_cross_entropy(torch.tensor([0.5, 1.5]), torch.rand(2)),
+    "relu in place on a leaf": lambda M: M.relu(torch.ones(3, requires_grad=True), inplace=True),
+}
+
+
+def _raised(call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            call()
+        except Exception as exc:  # the type is what is compared
+            return type(exc)
+    return None
+
+
+# Where torch changed the type between releases, nnbasics raises the newer one (torch 2.13 and
+# 2.14 agree); the older release's type is recorded, not guessed (checked on torch 2.4.1).
+OLDER_TORCH_TYPE = {"ce unbatched, 1-d target": RuntimeError}
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_input_raises_torchs_exception_type(name, impl):
+    """The type is torch's own, found by calling torch with the same input (not written down here).
+    nnbasics' exception must be caught by ``except`` of torch's type: the same type, or a subclass
+    (torch before 2.13 raised RuntimeError for integer logits, whose subclass NotImplementedError
+    is what torch 2.13 raises, and nnbasics)."""
+    expected = _raised(lambda: BAD_CALLS[name](TF))
+    assert expected is not None, f"torch accepts {name!r}: the case tests nothing"
+    if expected is TypeError:  # an argument this torch does not have (mse_loss's weight on torch 2.4)
+        pytest.skip(f"this torch's signature does not take the arguments of {name!r}")
+    mod = type("M", (), {n: staticmethod(lambda *a, _f=getattr(F, n), **k: _f(*a, impl=impl, **k)) for n in F.__all__})
+    got = _raised(lambda: BAD_CALLS[name](mod))
+    assert got is not None and (issubclass(got, expected) or OLDER_TORCH_TYPE.get(name) is expected), \
+        f"nnbasics raised {got}, torch {expected}"
+
+
+def test_negative_label_smoothing_is_refused():
+    """torch treats label_smoothing < 0 as 0 without a word; nnbasics refuses it (a mistake hidden
+    otherwise), with torch's type for a smoothing out of range."""
+    x, t = torch.randn(4, 5), torch.zeros(4, dtype=_long)
+    assert torch.equal(TF.cross_entropy(x, t, label_smoothing=-0.1), TF.cross_entropy(x, t))
+    with pytest.raises(RuntimeError, match=r"label_smoothing must be in \[0, 1\], got -0.1"):
+        F.cross_entropy(x, t, label_smoothing=-0.1)
 
 
 def test_linear_size_mismatch_names_both_sizes():
@@ -30,7 +126,7 @@ def test_cross_entropy_ignore_index_may_lie_outside_the_classes():
 
 
 def test_cross_entropy_batch_size_mismatch():
-    with pytest.raises(RuntimeError, match=r"batch sizes differ \(4 vs 3\)"):
+    with pytest.raises(ValueError, match=r"batch sizes differ \(4 vs 3\)"):
         F.cross_entropy(torch.randn(4, 5), torch.tensor([0, 1, 2]))
     with pytest.raises(RuntimeError, match=r"needs a target of shape \(2, 3\)"):
         F.cross_entropy(torch.randn(2, 5, 3), torch.zeros(2, 4, dtype=torch.long))
@@ -79,7 +175,7 @@ def test_cross_entropy_bad_weight_and_smoothing():
         F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weight=torch.ones(4))
     with pytest.raises(RuntimeError, match="weight requires grad"):
         F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), weight=torch.ones(5, requires_grad=True))
-    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
+    with pytest.raises(RuntimeError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
         F.cross_entropy(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), label_smoothing=1.5)
 
 

@@ -34,6 +34,24 @@ def test_inplace_cross_entropy_matches_torch(reduction, smoothing, weighted):
     assert compare("loss", lm, lr).close and compare("grad", gm, gr).close
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.25])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_inplace_cross_entropy_all_rows_ignored(smoothing, weighted):
+    """As in torch: the 'mean' of no rows is NaN, its gradient 0 (not NaN in every weight)."""
+    w, x, t = _model_and_data()
+    t[:] = -100
+    cw = torch.linspace(0.5, 2.0, 7, dtype=torch.float64) if weighted else None
+    results = []
+    for fn in (cross_entropy_, TF.cross_entropy):
+        w.grad = None
+        loss = fn(x @ w.T, t, weight=cw, label_smoothing=smoothing)
+        loss.backward()
+        results.append((loss.detach(), w.grad.clone()))
+    (mine, mine_grad), (ref, ref_grad) = results
+    assert mine.isnan() and ref.isnan()
+    assert torch.equal(ref_grad, torch.zeros_like(ref_grad)) and torch.equal(mine_grad, ref_grad)
+
+
 def test_inplace_cross_entropy_overwrites_the_logits_with_the_gradient():
     w, x, t = _model_and_data()
     logits = x @ w.T

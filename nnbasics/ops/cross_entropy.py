@@ -20,6 +20,12 @@ rule is the famous  dl/dx = p - q.  Reductions: 'sum' adds the rows, 'mean'
 divides the sum by the total weight of the rows that are not ignored,
 Σ_i w_{t_i} (by N when unweighted), exactly as PyTorch does.
 
+A batch in which every row is ignored has 'mean' L = 0 / 0 = NaN, as in PyTorch, but its
+gradient is 0, also as in PyTorch: an ignored row is not in the loss at all, so dL/dx_i is
+zero by definition, not (dL/dl_i)(dl_i/dx_i) = (1/0) · 0. The backward therefore selects
+(torch.where) rather than multiplies by the row's validity: one all-padding batch of a
+sequence model must not turn every weight into NaN.
+
 This is one formula, not log_softmax and nll_loss chained: no (N, C) gradient
 of log p is ever formed. Backward recomputes p from the saved logits rather
 than keeping a second (N, C) tensor; being built from differentiable torch
@@ -39,7 +45,7 @@ def _targets(target, ignore_index):
 
 def _divisor(valid, t, weight, dtype):
     """Σ_i w_{t_i} over the rows that are not ignored (their count when unweighted): 'mean' divides by it."""
-    if weight is None:
+    if weight is None or not weight.numel():  # (no classes: nothing valid, a count of 0)
         return valid.sum()  # an integer count: dividing a float loss by it keeps the loss's dtype
     return torch.where(valid, weight[t], 0).sum().to(dtype)
 
@@ -57,6 +63,8 @@ def total_weight(target, weight, ignore_index, dtype):
 def _unreduced(x, valid, t, weight, eps):
     """l_i for every row (see ``cross_entropy_unreduced``), from the rows' validity and class indices."""
     n_classes = x.shape[1]
+    if not n_classes:  # no classes (torch allows it when every row is ignored): l_i = 0
+        return x.new_zeros(x.shape[0])
     s = shifted(x, 1)
     log_sum = torch.log(torch.exp(s).sum(1))  # S_i
     s_t = s.gather(1, t[:, None]).squeeze(1)  # s_{i, t_i}
@@ -74,7 +82,10 @@ def _unreduced(x, valid, t, weight, eps):
 def _partials(x, valid, t, weight, eps, row_scale=None):
     """dl_i/dx_ij = m_i p_ij - q_ij, times ``row_scale`` (see ``cross_entropy_partials``)."""
     n_classes = x.shape[1]
-    r = valid.to(x.dtype) if row_scale is None else valid * row_scale  # 0 on ignored rows
+    if not n_classes:  # no classes, every row ignored: nothing to differentiate
+        return x.new_zeros(x.shape)
+    # 0 on ignored rows: selected, not multiplied, so a NaN scale (all rows ignored: 1/0) stays out
+    r = valid.to(x.dtype) if row_scale is None else torch.where(valid, row_scale, 0)
     p = softmax_forward(x, 1)
     if weight is None:  # m_i = 1, and q_ij = (1 - ε) [j = t_i] + ε / C
         grad = (p - eps / n_classes) * r[:, None] if eps else p * r[:, None]

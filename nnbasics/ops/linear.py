@@ -39,19 +39,25 @@ def row_major(m: torch.Tensor) -> bool:
     return m.dim() == 2 and m.stride(1) == 1 and m.stride(0) == m.shape[1]
 
 
+def _rows(t):
+    """t (*, k) as the matrix (N, k), N = prod(*): counted, not inferred with -1, which is
+    ambiguous when k = 0 (a layer with no inputs or no outputs) and torch refuses."""
+    return t.reshape(t.shape[:-1].numel(), t.shape[-1])
+
+
 def linear_backward(grad_y, x, weight, needs_input_grad, transposed=(False, False)):
     """``transposed``: (x is column-major, W is not row-major), the layouts in which the gradient
     is computed as the transpose of the transposed product (see the module docstring)."""
     needs_x, needs_w, needs_b = needs_input_grad
     x_transposed, w_transposed = transposed
-    g2 = grad_y if grad_y.dim() == 2 else grad_y.reshape(-1, grad_y.shape[-1])
+    g2 = grad_y if grad_y.dim() == 2 else _rows(grad_y)
     grad_x = grad_w = grad_b = None
     if needs_x:
         grad_x = (weight.t() @ g2.t()).t() if x_transposed else g2 @ weight
         if grad_y.dim() != 2:
             grad_x = grad_x.reshape(*grad_y.shape[:-1], weight.shape[1])
     if needs_w:
-        x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+        x2 = x if x.dim() == 2 else _rows(x)
         grad_w = (x2.t() @ g2).t() if w_transposed else g2.t() @ x2
     if needs_b:
         grad_b = g2.sum(0)

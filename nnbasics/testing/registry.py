@@ -34,6 +34,7 @@ class OpInfo:
     make: Callable  # (numel-ish size, device, dtype, requires_grad) -> Sample, for benchmarks
     random: bool = False  # draws random numbers: reseed before each call to compare
     differentiable_outputs: bool = True
+    zero_size: Callable = None  # (device, dtype, requires_grad) -> list[Sample]: a size 0 in every position
 
     def custom(self, impl="custom"):
         return functools.partial(getattr(F, self.name), impl=impl)
@@ -156,6 +157,13 @@ def _ce_samples(device, dtype, requires_grad):
     out.append(Sample((x((0, 5)), _targets((0,), 5, device, g)), {"reduction": "sum"}, "empty batch sum"))
     out.append(Sample((x((0, 5)), _targets((0,), 5, device, g)), {}, "empty batch mean (NaN)", smooth=False))
     out.append(Sample((x((3, 5)) * 10, _targets((3,), 5, device, g)), {}, "large logits"))
+    # Every row ignored: the 'mean' is 0/0 = NaN, its gradient 0 (as in torch; see cross_entropy.py).
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.2}, {"weight": w, "label_smoothing": 0.2}):
+        tag = "+".join(kw) or "plain"
+        out.append(Sample((x((3, 5)), torch.full((3,), -100, device=device)), dict(kw),
+                          f"all ignored mean {tag} (NaN loss, zero gradient)", smooth=False))
+    out.append(Sample((x((2, 5, 3)), torch.full((2, 3), 1, device=device)), {"ignore_index": 1, "weight": w},
+                      "all ignored N-d mean (NaN loss, zero gradient)", smooth=False))
     # Probability (soft) targets: a target of the input's shape, differentiable like the input.
 
     def probs(shape):
@@ -173,6 +181,7 @@ def _ce_samples(device, dtype, requires_grad):
     out.append(Sample((x((4, 5)), _t((4, 5), device, dtype, requires_grad, low=0.0, high=2.0, gen=g)), {"weight": w},
                       "soft unnormalised weight"))
     out.append(Sample((_noncontig((4, 6), device, dtype, requires_grad, gen=g), probs((4, 6))), {}, "soft noncontig"))
+    out.append(Sample((x((0, 5)), probs((0, 5))), {"weight": w}, "soft empty batch mean (NaN)", smooth=False))
     return out
 
 
@@ -239,20 +248,83 @@ def _dropout_samples(device, dtype, requires_grad):
     return out
 
 
+# --------------------------------------------------------------------------- zero-size dimensions
+
+ZERO_SHAPES = [(0,), (0, 3), (3, 0), (0, 0), (2, 0, 4), (2, 3, 0)]
+
+
+def _zero_unary(kw_variants=({},)):
+    def samples(device, dtype, requires_grad):
+        return [Sample((_t(shape, device, dtype, requires_grad),), dict(kw), f"{shape} {kw or ''}", smooth=False)
+                for kw in kw_variants for shape in ZERO_SHAPES]
+    return samples
+
+
+def _zero_softmax(device, dtype, requires_grad):
+    return [Sample((_t(shape, device, dtype, requires_grad),), {"dim": d}, f"{shape} dim={d}", smooth=False)
+            for shape in ZERO_SHAPES for d in range(len(shape))]
+
+
+def _zero_linear(device, dtype, requires_grad):
+    t = functools.partial(_t, device=device, dtype=dtype, requires_grad=requires_grad)
+    out = []
+    for x, w in (((0, 5), (3, 5)), ((4, 0), (3, 0)), ((4, 5), (0, 5)), ((0, 0), (0, 0)), ((2, 0, 5), (3, 5)),
+                 ((2, 3, 0), (4, 0)), ((0,), (3, 0)), ((5,), (0, 5))):
+        out.append(Sample((t(x), t(w), t(w[:1])), {}, f"x {x}, weight {w}", smooth=False))
+        out.append(Sample((t(x), t(w)), {}, f"x {x}, weight {w}, no bias", smooth=False))
+    return out
+
+
+def _zero_ce(device, dtype, requires_grad):
+    t = functools.partial(_t, device=device, dtype=dtype, requires_grad=requires_grad)
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for red in ("mean", "sum", "none"):
+        for x, tgt in (((0, 5), (0,)), ((2, 5, 0), (2, 0)), ((0, 5, 3), (0, 3)), ((2, 5, 3, 0), (2, 3, 0))):
+            out.append(Sample((t(x), _targets(tgt, 5, device, g)), {"reduction": red}, f"{x} {red}", smooth=False))
+            out.append(Sample((t(x), _targets(tgt, 5, device, g)), {"reduction": red, "label_smoothing": 0.2,
+                                                                     "weight": _t((5,), device, dtype, False)},
+                              f"{x} weight+smoothing {red}", smooth=False))
+            out.append(Sample((t(x), torch.softmax(_t(x, device, dtype, False), 1 if len(x) > 1 else 0)
+                               .requires_grad_(requires_grad)), {"reduction": red}, f"soft {x} {red}", smooth=False))
+        # no classes at all: every target ignored
+        out.append(Sample((t((4, 0)), torch.full((4,), -100, device=device)), {"reduction": red}, f"(4, 0) {red}",
+                          smooth=False))
+    return out
+
+
+def _zero_pairs(kind):
+    def samples(device, dtype, requires_grad):
+        out = []
+        for red in ("mean", "sum", "none"):
+            for shape in ZERO_SHAPES:
+                lo, hi = (0.05, 0.95) if kind == "bce" else (None, None)
+                x = _t(shape, device, dtype, requires_grad, low=lo, high=hi)
+                y = _t(shape, device, dtype, requires_grad and kind == "mse", low=0.0, high=1.0)
+                kw = {"reduction": red}
+                if kind != "mse" and shape[-1]:
+                    kw["weight"] = _t(shape[-1:], device, dtype, False, low=0.2, high=2.0)
+                out.append(Sample((x, y), kw, f"{shape} {red}", smooth=False))
+        return out
+    return samples
+
+
 OPS = [
-    OpInfo("linear", _linear_samples, _linear_make),
-    OpInfo("sigmoid", *_unary()),
-    OpInfo("relu", *_unary(kinks=(0.0,))),
-    OpInfo("cross_entropy", _ce_samples, _ce_make),
-    OpInfo("tanh", *_unary()),
-    OpInfo("leaky_relu", *_unary(kinks=(0.0,), kw_variants=({}, {"negative_slope": 0.2}))),
-    OpInfo("hardtanh", *_unary(kinks=(-1.0, 1.0, -0.5, 2.0), kw_variants=({}, {"min_val": -0.5, "max_val": 2.0}))),
-    OpInfo("softmax", _softmax_samples, _softmax_make),
-    OpInfo("log_softmax", _softmax_samples, _softmax_make),
-    OpInfo("mse_loss", *_pair_samples("mse")),
-    OpInfo("binary_cross_entropy", *_pair_samples("bce")),
-    OpInfo("binary_cross_entropy_with_logits", *_pair_samples("bce_logits")),
-    OpInfo("dropout", _dropout_samples, _unary()[1], random=True),
+    OpInfo("linear", _linear_samples, _linear_make, zero_size=_zero_linear),
+    OpInfo("sigmoid", *_unary(), zero_size=_zero_unary()),
+    OpInfo("relu", *_unary(kinks=(0.0,)), zero_size=_zero_unary()),
+    OpInfo("cross_entropy", _ce_samples, _ce_make, zero_size=_zero_ce),
+    OpInfo("tanh", *_unary(), zero_size=_zero_unary()),
+    OpInfo("leaky_relu", *_unary(kinks=(0.0,), kw_variants=({}, {"negative_slope": 0.2})),
+           zero_size=_zero_unary(({}, {"negative_slope": 0.2}))),
+    OpInfo("hardtanh", *_unary(kinks=(-1.0, 1.0, -0.5, 2.0), kw_variants=({}, {"min_val": -0.5, "max_val": 2.0})),
+           zero_size=_zero_unary(({}, {"min_val": -0.5, "max_val": 2.0}))),
+    OpInfo("softmax", _softmax_samples, _softmax_make, zero_size=_zero_softmax),
+    OpInfo("log_softmax", _softmax_samples, _softmax_make, zero_size=_zero_softmax),
+    OpInfo("mse_loss", *_pair_samples("mse"), zero_size=_zero_pairs("mse")),
+    OpInfo("binary_cross_entropy", *_pair_samples("bce"), zero_size=_zero_pairs("bce")),
+    OpInfo("binary_cross_entropy_with_logits", *_pair_samples("bce_logits"), zero_size=_zero_pairs("bce_logits")),
+    OpInfo("dropout", _dropout_samples, _unary()[1], random=True, zero_size=_zero_unary(({"p": 0.3}, {"p": 1.0}))),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}
 
