@@ -34,24 +34,33 @@ def ctx_tensors(t):
     nodes = custom_nodes(outs)
     if not nodes:
         raise Skip("no autograd.Function in the graph of the outputs: no ctx to look at")
-    graph = {_storage(x) for x in list(a.args) + list(outputs(out)) if isinstance(x, torch.Tensor)} - {None}
-    problems = []
+    ins = {_storage(x) for x in a.args if isinstance(x, torch.Tensor)} - {None}
+    outs_ = {_storage(x) for x in outputs(out)} - {None}
+    problems, cycle = [], False
     for node in nodes:
         for attr, value in vars(node).items():
             for x in _tensors_in(value):
                 kept = f"{function_name(node)} keeps ctx.{attr} (a tensor of shape {tuple(x.shape)})"
-                if x.requires_grad or _storage(x) in graph:
-                    problems.append(("fail", f"{kept}, an input or output of the graph, as an attribute: saved-tensor "
-                                     "hooks (checkpointing, offloading) never see it, autograd cannot tell when it is "
-                                     "modified in place, and an output kept so makes a reference cycle; save it with "
-                                     "ctx.save_for_backward (ctx.save_for_forward for jvp), keep only non-tensors on ctx"))
+                where = _storage(x)
+                if where in outs_ or where in ins or x.requires_grad:
+                    cycle = cycle or where in outs_
+                    role = "an output (a reference cycle)" if where in outs_ else "an input" if where in ins else \
+                        "a tensor that requires grad"
+                    problems.append(("fail", f"{kept}, {role}, as an attribute: saved-tensor hooks (checkpointing, "
+                                     "offloading) never see it, and autograd cannot tell when it is modified in "
+                                     "place before backward; save it with ctx.save_for_backward "
+                                     "(ctx.save_for_forward for jvp), keep only non-tensors on ctx"))
                 else:
                     problems.append(("warn", f"{kept}, neither an input nor an output nor requiring grad: no cycle and "
                                      "no wrong result, but saved-tensor hooks (offloading, checkpointing) do not see "
                                      "it, so its memory stays where it is until backward; save it with "
                                      "ctx.save_for_backward if that matters"))
                 break
-    verdict(problems)
+    try:
+        verdict(problems)
+    except Fail as exc:
+        exc.spares = () if cycle else ("leak",)  # only an output kept on ctx makes the leak
+        raise
     return "no tensor kept as an attribute of ctx"
 
 
