@@ -121,9 +121,9 @@ def mutation(t):
     outs = outputs(t.run(a))
     for i in _changed(snap):
         if not any(o is given[i] for o in outs):
-            problems.append(f"forward modified input {i} in place without ctx.mark_dirty: gradients computed from it "
-                            "are wrong and the caller's tensor changed; work on a copy, or ctx.mark_dirty(x) and "
-                            "return x")
+            problems.append(f"forward modified input {i} in place without ctx.mark_dirty: the caller's tensor changed "
+                            "behind autograd's back, so anything else computed from it (and its gradient) may be "
+                            "wrong; work on a copy, or ctx.mark_dirty(x) and return x")
 
     def visit(node, grad_outputs):
         name = function_name(node)
