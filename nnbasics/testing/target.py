@@ -93,7 +93,8 @@ class Target:
         if is_function_class(fn):
             self.call, self.name = fn.apply, fn.__qualname__
         elif callable(fn):
-            self.call, self.name = fn, getattr(fn, "__qualname__", None) or repr(fn)
+            name = getattr(fn, "_qualname", None) or getattr(fn, "__qualname__", None)  # _qualname: a custom op's
+            self.call, self.name = fn, name or repr(fn)
         else:
             raise TypeError(f"check_function: {fn!r} is neither an autograd.Function subclass nor callable")
         self.fn, self.inputs, self.kwargs = fn, tuple(inputs), dict(kwargs or {})

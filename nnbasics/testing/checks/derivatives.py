@@ -87,6 +87,9 @@ def functions_without_jvp(t):
 
 def forward_ad(t):
     missing = functions_without_jvp(t)
+    if missing and type(t.fn).__name__ == "CustomOpDef":
+        raise Skip("a torch.library custom op: register_autograd gives it no forward-mode AD (torch.func.jvp, jacfwd, "
+                   "hessian, torch.autograd.forward_ad)")
     if missing:
         raise Skip(f"{', '.join(missing)} define{'s' if len(missing) == 1 else ''} no jvp: forward-mode AD (torch.func.jvp, jacfwd, hessian, "
                    "torch.autograd.forward_ad) is unavailable; to enable it, define jvp(ctx, *tangents) with "

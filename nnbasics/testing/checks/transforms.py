@@ -52,6 +52,8 @@ def torch_func(t):
         return grads([scalar(*ys)], ys, None)
 
     randomness = "error" if t.seed is None else "same"
+    # vmap's "performance drop" notice for an op without a batching rule is printed by C++ straight to stderr.
+    torch._C._functorch._set_vmap_fallback_warning_enabled(False)
     problems, step = [], "vmap"
     try:
         _close("vmap output", torch.func.vmap(f, randomness=randomness)(*batch),
@@ -71,6 +73,8 @@ def torch_func(t):
         raise Warn(f"torch.func.{step} refuses it ({describe(exc).split('. ')[0][:160]}): a limitation, plain autograd works; vmap, "
                    f"torch.func.grad, jacrev and functorch-based libraries cannot use it; {_func_fix(t, str(exc))}",
                    str(exc)) from None
+    finally:
+        torch._C._functorch._set_vmap_fallback_warning_enabled(True)  # torch's default, for the caller's own code
     if problems:
         raise Fail(f"{'; '.join(problems[:3])}: the vmap rule or backward behaves differently under torch.func; "
                    "write backward with batch-agnostic torch ops (no .item(), shape arithmetic on dim 0, or in-place "
