@@ -53,7 +53,8 @@ def torch_func(t):
 
     randomness = "error" if t.seed is None else "same"
     # vmap's "performance drop" notice for an op without a batching rule is printed by C++ straight to stderr.
-    torch._C._functorch._set_vmap_fallback_warning_enabled(False)
+    quiet = getattr(torch._C._functorch, "_set_vmap_fallback_warning_enabled", lambda on: None)
+    quiet(False)
     problems, step = [], "vmap"
     try:
         _close("vmap output", torch.func.vmap(f, randomness=randomness)(*batch),
@@ -74,7 +75,7 @@ def torch_func(t):
                    f"torch.func.grad, jacrev and functorch-based libraries cannot use it; {_func_fix(t, str(exc))}",
                    str(exc)) from None
     finally:
-        torch._C._functorch._set_vmap_fallback_warning_enabled(True)  # torch's default, for the caller's own code
+        quiet(True)  # torch's default, for the caller's own code
     if problems:
         raise Fail(f"{'; '.join(problems[:3])}: the vmap rule or backward behaves differently under torch.func; "
                    "write backward with batch-agnostic torch ops (no .item(), shape arithmetic on dim 0, or in-place "
@@ -153,6 +154,8 @@ def custom_op(t):
         op = op.default
     if not isinstance(op, torch._ops.OpOverload):
         raise Skip("not a torch.library custom op: nothing to register-check (torch.library.opcheck)")
+    if not hasattr(torch.library, "opcheck"):
+        raise Skip(f"torch {torch.__version__} has no torch.library.opcheck (torch 2.4 and later)")
     a = t.make()
     try:
         torch.library.opcheck(op, a.args, a.kwargs)
