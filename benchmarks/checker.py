@@ -3,6 +3,7 @@ with Inductor's cache cold (a new ``TORCHINDUCTOR_CACHE_DIR``) and warm (the sam
 with ``--compile-backend aot_eager`` (no code generation).
 
     python -m benchmarks.checker [--target docs/examples/softplus.py:Softplus] [--rounds 3] [--json F] [--markdown F]
+    python -m benchmarks.checker --quick      (one aot_eager run: that it still works; its numbers mean nothing)
 
 Each round runs the three variants one after the other in fresh processes (cold, then warm in the folder the
 cold run filled, then aot_eager), so that load from other jobs falls on all of them alike. Reported per variant:
@@ -19,6 +20,9 @@ import sys
 import tempfile
 import time
 
+import torch
+
+from benchmarks import common
 from nnbasics import files
 
 VARIANTS = ("cold", "warm", "aot_eager", "warm, a further Function in the same process")
@@ -62,11 +66,11 @@ def run_once(target, variant, cache_dir) -> dict:
     return {"wall_s": wall, "checks_s": sum(seconds.values()), "compile_s": seconds.get("compile", 0.0)}
 
 
-def measure(target, rounds) -> dict:
-    found = {v: [] for v in VARIANTS}
+def measure(target, rounds, variants=VARIANTS) -> dict:
+    found = {v: [] for v in variants}
     for _ in range(rounds):
         with tempfile.TemporaryDirectory(prefix="nnbasics-inductor-") as cache:
-            for variant in VARIANTS:
+            for variant in variants:
                 found[variant].append(run_once(target, variant, cache))
     return {v: {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"rounds": runs}
             for v, runs in found.items()}
@@ -74,10 +78,9 @@ def measure(target, rounds) -> dict:
 
 def markdown(target, results, load) -> str:
     lines = [f"# `python -m nnbasics.check {target}`", "",
-             f"Median of {len(results['cold']['rounds'])} rounds; load average before / after: {load[0]} / {load[1]}.", "",
+             f"Median of {len(next(iter(results.values()))['rounds'])} round(s); load average before / after: {load[0]} / {load[1]}.", "",
              "| variant | wall clock (process; the second check for the last row) | the checks | of which `compile` |", "|---|---|---|---|"]
-    for v in VARIANTS:
-        r = results[v]
+    for v, r in results.items():
         lines.append(f"| {v} | {r['wall_s']:.1f} s | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
     return "\n".join(lines) + "\n"
 
@@ -88,6 +91,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--markdown", metavar="FILE")
+    parser.add_argument("--quick", action="store_true", help="one aot_eager run: that it works (numbers mean nothing)")
     parser.add_argument("--further", metavar="TARGET", help=argparse.SUPPRESS)  # the in-process variant's worker
     args = parser.parse_args(argv)
     if args.further:
@@ -95,13 +99,17 @@ def main(argv=None):
         return 0
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: at least 1")
-    before = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "n/a"
-    results = measure(args.target, args.rounds)
-    after = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "n/a"
+    header = common.environment(torch.device("cpu"), torch.float64, "python -m benchmarks.checker",
+                                sys.argv[1:] if argv is None else argv)
+    header["timer"] = "time.perf_counter around each subprocess; the checks' own Result.seconds"
+    before = common.load_average()
+    results = measure(args.target, 1 if args.quick else args.rounds, ("aot_eager",) if args.quick else VARIANTS)
+    after = common.load_average()
     text = markdown(args.target, results, (before, after))
     print(text)
     if args.json:
-        files.write_text(args.json, json.dumps({"target": args.target, "load": [before, after], "results": results}, indent=2))
+        files.write_text(args.json, json.dumps({"header": header, "target": args.target, "load": [before, after],
+                                                "results": results}, indent=2))
     if args.markdown:
         files.write_text(args.markdown, text)
     return 0

@@ -203,3 +203,14 @@ def test_function_tests_puts_one_test_per_check_into_a_users_suite(tmp_path):
     assert result.returncode == 1, out
     assert "FAILED test_user.py::test_in_place[mutation]" in out and "PASSED test_user.py::test_in_place[ctx_tensors]" in out
     assert "SKIPPED" in out and "1 failed, 1 passed, 1 skipped" in out, out
+
+
+def test_the_checker_benchmark_runs(tmp_path):
+    """benchmarks.checker --quick: one aot_eager run in a subprocess; its numbers are not asserted."""
+    from benchmarks import checker as bench
+
+    out = tmp_path / "checker.json"
+    assert bench.main(["--quick", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["header"]["command"].startswith("python -m benchmarks.checker --quick")
+    assert list(report["results"]) == ["aot_eager"] and report["results"]["aot_eager"]["checks_s"] > 0
