@@ -74,7 +74,7 @@ OPTIONS = {"compile_backend": "aot_eager", "timeout": 120}
 def run(entry):
     from nnbasics.testing import check_function
 
-    name, fn, inputs, options, _ = entry
+    _, fn, inputs, options, _ = entry
     torch.manual_seed(0)
     return check_function(fn, *inputs(), **{**OPTIONS, **options})
 

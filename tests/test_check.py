@@ -1,5 +1,6 @@
 """python -m nnbasics.check: the user-facing comparison with PyTorch, and the checker of anyone's Function."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_a_bad_target_exits_2_with_one_line_naming_it(tmp_path, capsys, argv, me
 def test_module_entry_point_exit_status(tmp_path):
     """The real command line: exit status 1 for a failing check, as a shell script sees it."""
     result = subprocess.run([sys.executable, "-m", "nnbasics.check", f"{_file(tmp_path, factor=2)}:Cube",
-                             "--checks", "gradcheck"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+                             "--checks", "gradcheck"], check=False, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 1, result.stderr
     assert "FAIL  gradcheck" in result.stdout
 
@@ -167,7 +168,7 @@ def test_a_bad_kwarg_is_one_line(tmp_path, capsys, item, message):
 
 def test_an_unsolved_exercise_is_one_failing_line_and_nothing_on_stderr():
     result = subprocess.run([sys.executable, "-m", "nnbasics.check", "docs/exercises/linear.py:Linear",
-                             "--compile-backend", "aot_eager"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+                             "--compile-backend", "aot_eager"], check=False, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 1 and result.stderr == "", result.stderr
     failing = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert failing == [line for line in failing if "NotImplementedError: write Linear.backward" in line] and len(failing) == 1
@@ -197,8 +198,8 @@ test_in_place = function_tests(InPlace, lambda: (torch.randn(3, dtype=torch.floa
 def test_function_tests_puts_one_test_per_check_into_a_users_suite(tmp_path):
     (tmp_path / "test_user.py").write_text(USER_SUITE)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                            env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)})
+                            check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     out = result.stdout
     assert result.returncode == 1, out
     assert "FAILED test_user.py::test_in_place[mutation]" in out and "PASSED test_user.py::test_in_place[ctx_tensors]" in out
