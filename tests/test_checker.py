@@ -276,3 +276,12 @@ def test_the_worked_example_of_the_docs_goes_from_five_failures_to_none():
     fixed = _exercise("softplus", "examples")
     report = check_function(fixed.Softplus, *fixed.sample_inputs(), reference=fixed.reference, **QUICK)
     assert report.ok and [n for n, r in report.results.items() if r.status != "pass"] == ["forward_ad", "opcheck"], str(report)
+
+
+def test_a_compile_refusal_names_a_reason_even_when_the_headline_is_empty():
+    from nnbasics.testing.checks.transforms import _compile_refusal
+
+    exc = RuntimeError("backend='inductor' raised:\n\nLoweringException: AssertionError: sizes differ\n"
+                       "Set TORCHDYNAMO_VERBOSE=1 for the internal stack trace\n")
+    message = _compile_refusal(exc, set())
+    assert "LoweringException: AssertionError: sizes differ" in message and "a limitation, eager works" in message

@@ -82,3 +82,10 @@ def test_the_memory_cap_is_lifted_after_the_check(tmp_path, capsys):
     before = resource.getrlimit(resource.RLIMIT_AS)
     _main(capsys, _target(tmp_path), "--checks", "gradcheck", "--max-memory", "1")
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def test_a_real_ctrl_c_still_stops_the_checker(tmp_path, capsys):
+    """SIGINT from outside (here sent by forward to its own process) stops the run: exit 130, one line."""
+    forward = "import os, signal; os.kill(os.getpid(), signal.SIGINT)"
+    code, out = _main(capsys, _target(tmp_path, forward=forward))
+    assert code == 130 and out.err.strip() == "python -m nnbasics.check: interrupted" and out.out == ""
