@@ -19,6 +19,7 @@ output and every input gradient, whether they are exactly equal, equal within to
 largest absolute difference; then runs ``torch.autograd.gradcheck``. Exits 1 if anything disagrees.
 """
 import ast
+import faulthandler
 import importlib
 import importlib.util
 import json
@@ -72,6 +73,7 @@ def main(argv=None):
         parser.error(str(exc))
     if args.target is None:
         return check_ops(parser, args, device)
+    faulthandler.enable()  # a crash of the process itself (a segfault in torch or an extension) says where it was
     try:
         return check_target(parser, args, device)
     except KeyboardInterrupt:

@@ -49,6 +49,10 @@ GALLERY = [
     ("checkpoint-style RNG state on ctx", sound.CheckpointLikeDropout, lambda: (_x(4, 5),), {"seed": 0}, None),
     ("int64 index on ctx", sound.MaxWithIndex, lambda: (_x(4, 5),), {"reference": lambda x: x.max(-1).values}, None),
     ("entmax-style dim keyword", sound.EntmaxStyleSoftmax, lambda: (_x(3, 6),), {"kwargs": {"dim": 0}}, None),
+    ("NumpySort (three outputs, two non-differentiable)", sound.NumpySort, lambda: (_x(3, 4), 1),
+     {"reference": lambda x, dim: torch.sort(x, dim)[0]}, None),
+    ("two outputs, grads not materialized", sound.SinCosUnmaterialized, lambda: (_x(4, 5),),
+     {"reference": lambda x: (x.sin(), x.cos())}, None),
     ("in-place logits without mark_dirty", broken.InPlaceLogitsCE, _ce_inputs, {}, "mutation"),
     ("input kept on ctx", broken.InputOnCtx, lambda: (_x(4, 5),), {"reference": torch.sin}, "ctx_tensors"),
     ("output cycle through a closure", broken.ClosureCycle, lambda: (_x(4, 5),), {"reference": torch.tanh}, "leak"),
@@ -65,6 +69,7 @@ GALLERY = [
     ("grad_output modified in place", broken.GradOutputInPlace, lambda: (_x(4, 5),), {"reference": torch.sigmoid}, "mutation"),
     ("float32 gradient for float64", broken.Float32Backward, lambda: (_x(4, 5),), {"reference": torch.sin}, "grad_metadata"),
     ("outputs kept in a global", broken.GlobalMemo, lambda: (_x(4, 5),), {"reference": torch.exp}, "leak"),
+    ("jvp without the tangent", broken.JvpWithoutTangent, lambda: (_x(4, 5),), {"reference": torch.exp}, "forward_ad"),
     ("logsumexp overflows", broken.NaiveLogSumExp, lambda: (_x(3, 6),), {"reference": _lse_reference}, "reference"),
 ]
 

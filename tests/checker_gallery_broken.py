@@ -249,3 +249,31 @@ class NaiveLogSumExp(Function):
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
         return grad[..., None] * (x - y[..., None]).exp()
+
+
+class JvpWithoutTangent(Function):
+    """The forward-mode slip of extending.func.rst-style Functions: jvp returns the derivative, not derivative ·
+    tangent (the twin of forgetting grad_output)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x.exp()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (y,) = ctx.saved_tensors
+        # .clone(): returning the saved output itself as its own tangent crashes the process (a segmentation
+        # fault in gradcheck's forward-mode pass, torch 2.13), which no check can report.
+        return y.clone()

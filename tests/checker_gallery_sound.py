@@ -221,3 +221,45 @@ class EntmaxStyleSoftmax(Function):
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
         return y * (grad - (grad * y).sum(ctx.dim, keepdim=True)), None
+
+
+class NumpySort(Function):
+    """autograd_function_db.py's NumpySort: NumPy inside, three outputs, two marked non-differentiable."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        xn = x.detach().cpu().numpy()
+        ind = np.argsort(xn, axis=dim)
+        ind_inv = np.argsort(ind, axis=dim)
+        result = torch.tensor(np.take_along_axis(xn, ind, axis=dim), device=x.device)
+        ind, ind_inv = torch.tensor(ind, device=x.device), torch.tensor(ind_inv, device=x.device)
+        ctx.mark_non_differentiable(ind, ind_inv)
+        ctx.save_for_backward(ind_inv)
+        ctx.dim = dim
+        return result, ind, ind_inv
+
+    @staticmethod
+    def backward(ctx, grad, _ind, _ind_inv):
+        (ind_inv,) = ctx.saved_tensors
+        return grad.gather(ctx.dim, ind_inv), None
+
+
+class SinCosUnmaterialized(Function):
+    """Two outputs with ctx.set_materialize_grads(False) (as in pytorch/pytorch's extending.rst): backward gets
+    None for an unused output and must cope."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return x.sin(), x.cos()
+
+    @staticmethod
+    def backward(ctx, grad_sin, grad_cos):
+        (x,) = ctx.saved_tensors
+        out = torch.zeros_like(x)
+        if grad_sin is not None:
+            out = out + grad_sin * x.cos()
+        if grad_cos is not None:
+            out = out - grad_cos * x.sin()
+        return out
