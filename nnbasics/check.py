@@ -73,7 +73,11 @@ def main(argv=None):
         parser.error(str(exc))
     if args.target is None:
         return check_ops(parser, args, device)
-    faulthandler.enable()  # a crash of the process itself (a segfault in torch or an extension) says where it was
+    if not faulthandler.is_enabled():  # a crash of the process itself (a segfault in torch or an extension) says where
+        try:
+            faulthandler.enable()
+        except (ValueError, OSError, AttributeError):  # a stderr without a file descriptor (captured): no report
+            pass
     try:
         return check_target(parser, args, device)
     except KeyboardInterrupt:
