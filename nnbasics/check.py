@@ -1,6 +1,7 @@
 """Check autograd Functions from the command line: your own, or nnbasics' ops against PyTorch.
 
-    python -m nnbasics.check path/to/file.py:MyFunction [--shapes 4x5 5] [--json]
+    python -m nnbasics.check path/to/file.py:MyFunction [--shapes 4x5 5] [--kwarg dim=0] [--seed 0] [--strict] [--json]
+    nnbasics-check path/to/file.py:MyFunction          (the same, installed as a console script)
     python -m nnbasics.check package.module:MyFunction
     python -m nnbasics.check [--dtype float64|float32|bfloat16] [--device cpu|cuda] [--impl custom|fused] [--op NAME]
 
@@ -9,13 +10,16 @@ per check (``--json``: the report as JSON). The sample inputs come from the targ
 function ``sample_inputs()`` returning the arguments (a tuple, or one tensor), or a tuple
 ``SAMPLE_INPUTS``; a function ``reference`` (the same computation with built-in ops), if defined, is
 compared with. ``--shapes 4x5 5`` instead makes one random tensor per shape, each requiring grad.
-Exit status: 0 when no check fails, 1 when one does, 2 for a target or flag that cannot work.
+Exit status: 0 when no check fails (``--strict``: nor warns), 1 when one does, 2 for a target or flag that cannot
+work (a module that raises, hangs past ``--timeout`` or exits while imported included), 130 on Ctrl-C.
 
 Without a target: for each op of the registry and each of its sample inputs, runs the hand-written
 op and its ``torch.nn.functional`` twin on the same inputs and upstream gradient and prints, for the
 output and every input gradient, whether they are exactly equal, equal within tolerance, and the
 largest absolute difference; then runs ``torch.autograd.gradcheck``. Exits 1 if anything disagrees.
 """
+import ast
+import faulthandler
 import importlib
 import importlib.util
 import json
@@ -26,7 +30,7 @@ import torch
 
 from .cli import ConfigError, Parser, resolve_device
 from .dispatch import IMPLS
-from .testing import CHECKS, OPS, check_function, compare, run_both
+from .testing import CHECKS, OPS, CheckTimeout, check_function, compare, memory_limit, run_both, time_limit
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -43,7 +47,17 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="with a target: print the report as JSON")
     parser.add_argument("--compile-backend", default="inductor", help="with a target: torch.compile's backend for the "
                         "compile check (default: inductor; aot_eager is quicker)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="with a target: seconds per check (default: 120)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="with a target: seconds per check, and for "
+                        "importing the target's module (default: 120)")
+    parser.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE", help="with a target: a keyword "
+                        "argument for every call, VALUE a Python literal (repeatable), e.g. --kwarg dim=0")
+    parser.add_argument("--seed", type=int, help="with a target: reseed torch before every call (random Functions)")
+    parser.add_argument("--strict", action="store_true", help="with a target: a warning fails too (exit 1)")
+    parser.add_argument("--not-true-gradient", action="store_true", help="with a target: its gradient is deliberately "
+                        "not the derivative (straight-through, gradient reversal, surrogate): not compared with "
+                        "finite differences or the reference's")
+    parser.add_argument("--max-memory", type=float, default=8.0, metavar="GIB", help="with a target: GiB of address "
+                        "space the checks may add (default: 8; 0: no cap; not applied with CUDA)")
     parser.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of --shapes inputs, or of the op "
                         "parity comparison without a target (default: float64)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
@@ -59,7 +73,16 @@ def main(argv=None):
         parser.error(str(exc))
     if args.target is None:
         return check_ops(parser, args, device)
-    return check_target(parser, args, device)
+    if not faulthandler.is_enabled():  # a crash of the process itself (a segfault in torch or an extension) says where
+        try:
+            faulthandler.enable()
+        except (ValueError, OSError, AttributeError):  # a stderr without a file descriptor (captured): no report
+            pass
+    try:
+        return check_target(parser, args, device)
+    except KeyboardInterrupt:
+        print("python -m nnbasics.check: interrupted", file=sys.stderr)
+        return 130
 
 
 # --------------------------------------------------------------------------- a Function of yours
@@ -68,7 +91,7 @@ class TargetError(ValueError):
     """A target, or its sample inputs, that cannot be checked; the message names the bad value."""
 
 
-def load(spec: str):
+def load(spec: str, timeout=None):
     """(the object named by 'FILE.py:NAME' or 'package.module:NAME', its module)."""
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
@@ -87,9 +110,20 @@ def load(spec: str):
         module = None
         run_module = lambda: importlib.import_module(where)  # noqa: E731
     try:
-        module = run_module() or module
+        with time_limit(timeout):
+            module = run_module() or module
+    except CheckTimeout:
+        raise TargetError(f"target {spec!r}: importing {where} did not finish within {timeout:g} s (--timeout): its "
+                          "top level runs forever or waits; keep work out of the module's top level") from None
+    except SystemExit as exc:
+        raise TargetError(f"target {spec!r}: importing {where} called sys.exit({exc.code!r}): guard the script part "
+                          "with `if __name__ == '__main__':`") from None
+    except KeyboardInterrupt:
+        raise TargetError(f"target {spec!r}: importing {where} raised KeyboardInterrupt") from None
     except Exception as exc:  # noqa: BLE001 - whatever the user's module raised, named in one line
-        raise TargetError(f"target {spec!r}: importing {where} raised {type(exc).__name__}: {exc}") from None
+        text = str(exc).strip().splitlines()
+        raise TargetError(f"target {spec!r}: importing {where} raised {type(exc).__name__}: "
+                          f"{text[0] if text else ''}") from None
     if not hasattr(module, name):
         found = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, torch.autograd.Function)
                        and v.__module__ == module.__name__)
@@ -119,27 +153,31 @@ def sample_inputs(module, spec: str, shapes, dtype, device) -> tuple:
                           "(returning the arguments, tensors to differentiate with requires_grad=True) or pass --shapes 4x5")
     try:
         inputs = source() if callable(source) else source
-    except Exception as exc:  # noqa: BLE001 - the user's function, named in one line
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001 - the user's function, in one line
         raise TargetError(f"target {spec!r}: sample_inputs() raised {type(exc).__name__}: {exc}") from None
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
     return tuple(a.detach().to(device).requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in inputs)
 
 
+def parse_kwargs(items) -> dict:
+    found = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise TargetError(f"--kwarg {item}: expected NAME=VALUE, e.g. --kwarg dim=0")
+        try:
+            found[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise TargetError(f"--kwarg {item}: {value!r} is not a Python literal (a number, string in quotes, "
+                              "True/False/None, tuple or list)") from None
+    return found
+
+
 def check_target(parser, args, device) -> int:
+    cap = None if device.type == "cuda" else args.max_memory
     try:
-        fn, module = load(args.target)
-        reference = getattr(module, args.reference or "reference", None)
-        if args.reference and not callable(reference):
-            raise TargetError(f"--reference {args.reference}: {module.__name__} defines no function {args.reference}")
-        inputs = sample_inputs(module, args.target, args.shapes, DTYPES[args.dtype], device)
-        checks = None
-        if args.checks:
-            checks = [c.strip() for c in args.checks.split(",") if c.strip()]
-            unknown = [c for c in checks if c not in CHECKS]
-            if unknown:
-                raise TargetError(f"--checks {args.checks}: unknown {', '.join(unknown)}; choose from {', '.join(CHECKS)}")
-        report = check_function(fn, *inputs, reference=reference if callable(reference) else None, checks=checks,
-                                timeout=args.timeout, compile_backend=args.compile_backend)
+        with memory_limit(cap):
+            report = _check_target(args, device)
     except (TargetError, ValueError, TypeError) as exc:
         parser.error(str(exc))
     if args.json:
@@ -148,9 +186,31 @@ def check_target(parser, args, device) -> int:
         print(report)
         if args.verbose:
             for r in report.results.values():
-                if r.status == "fail" and r.detail:
+                if r.status in ("fail", "warn") and r.detail:
                     print(f"\n--- {r.name}\n{r.detail}")
     return 0 if report.ok else 1
+
+
+def _check_target(args, device):
+    if args.max_memory < 0:
+        raise TargetError(f"--max-memory {args.max_memory:g}: GiB cannot be negative (0: no cap)")
+    if args.timeout <= 0:
+        raise TargetError(f"--timeout {args.timeout:g}: seconds must be positive")
+    kwargs = parse_kwargs(args.kwarg)
+    fn, module = load(args.target, args.timeout)
+    reference = getattr(module, args.reference or "reference", None)
+    if args.reference and not callable(reference):
+        raise TargetError(f"--reference {args.reference}: {module.__name__} defines no function {args.reference}")
+    inputs = sample_inputs(module, args.target, args.shapes, DTYPES[args.dtype], device)
+    checks = None
+    if args.checks:
+        checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+        unknown = [c for c in checks if c not in CHECKS]
+        if unknown:
+            raise TargetError(f"--checks {args.checks}: unknown {', '.join(unknown)}; choose from {', '.join(CHECKS)}")
+    return check_function(fn, *inputs, reference=reference if callable(reference) else None, checks=checks,
+                          timeout=args.timeout, compile_backend=args.compile_backend, kwargs=kwargs,
+                          seed=args.seed, strict=args.strict, true_gradient=not args.not_true_gradient)
 
 
 # --------------------------------------------------------------------------- nnbasics' own ops

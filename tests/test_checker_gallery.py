@@ -1,11 +1,13 @@
-"""A gallery of deliberately broken autograd Functions, one per fault: each is caught by the check named
-for it (and, where the fault allows, only by it), with a message naming the fault and the fix; the
-correct versions pass every check."""
+"""Two galleries. First, deliberately broken variants of one sigmoid, one per finding: each is caught by
+the check named for it, and only by it (the checks it would break too are skipped, "blocked by" it),
+as a fail for a defect and a warn for a limitation. Second, tests/checker_gallery.py: Functions in the
+styles and with the faults of public code; no sound one gets a fail, each broken one exactly one."""
 import pytest
 import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+import checker_gallery as wild
 from nnbasics.testing import CHECKS, check_function
 
 OPTIONS = {"compile_backend": "aot_eager", "timeout": 120}  # aot_eager: Dynamo and AOTAutograd, no code generation
@@ -85,13 +87,13 @@ def _pair():
 
 def test_a_correct_function_passes_every_check():
     report = check_function(sigmoid, _x(4, 5), reference=torch.sigmoid, **OPTIONS)
-    assert [r.status for r in report.results.values()] == ["pass"] * len(CHECKS), str(report)
+    assert [r.status for r in report.results.values()] == ["pass"] * (len(CHECKS) - 1) + ["skip"], str(report)
 
 
 def test_a_correct_function_of_two_inputs_without_jvp_passes_the_rest():
     report = check_function(Mul, *_pair(), reference=torch.mul, **OPTIONS)
     assert report.ok, str(report)
-    assert [name for name, r in report.results.items() if r.status != "pass"] == ["forward_ad"], str(report)
+    assert [name for name, r in report.results.items() if r.status != "pass"] == ["forward_ad", "opcheck"], str(report)
 
 
 # --------------------------------------------------------------------------- one fault each
@@ -253,54 +255,49 @@ def _one():
     return (_x(4, 5),)
 
 
-# (fault, function, inputs, reference, {each check that must fail: words its message must contain})
+# (fault, function, inputs, reference, {each check that must fail: words its message must contain},
+#  {each check that must warn: words}); every other check passes or skips.
 GALLERY = [
-    # Second derivatives differentiate through the same wrong backward (y's grad_fn): two findings.
-    ("wrong derivative", applying(WrongDerivative), _one, None,
-     {"gradcheck": ["finite differences", "chain rule"], "gradgradcheck": ["second derivatives"]}),
+    ("wrong derivative", applying(WrongDerivative), _one, None, {"gradcheck": ["finite differences", "input 0's gradient"]}, {}),
     ("backward not differentiable", applying(DetachedBackward), _one, None,
-     {"gradgradcheck": ["second derivatives", ".detach()"]}),
-    ("wrong jvp", applying(WrongJvp), _one, None, {"forward_ad": ["jvp disagrees", "tangent"]}),
-    ("no setup_context", OldStyle, _one, None, {"torch_func": ["setup_context"]}),
-    ("no vmap rule", applying(NoVmapRule), _one, None, {"torch_func": ["generate_vmap_rule"]}),
-    ("grad_output assumed contiguous", applying(AssumesContiguousGrad), _one, None, {"grad_layouts": ["layout", "as_strided"]}),
-    ("gradient of the wrong shape", AddBias, lambda: (_x(4, 5), _x(5)), None, {"grad_metadata": ["shape (1, 5)", "sum_to_size"]}),
-    # Rounded to float32, backward is too coarse to differentiate numerically: two findings.
-    ("gradient of the wrong dtype", applying(Float32Gradient), _one, None,
-     {"grad_metadata": ["float32", "cast"], "gradgradcheck": ["second derivatives"]}),
-    ("needs_input_grad ignored", AlwaysBothGrads, _pair, None,
-     {"needs_input_grad": ["needs_input_grad[1] is False", "return None"]}),
-    ("saves what only another input needs", SavesBoth, _pair, None, {"needs_input_grad": ["saved tensor #", "save each tensor only"]}),
-    ("tensor kept on ctx", applying(CtxInput), _one, None, {"ctx_tensors": ["ctx.x", "save_for_backward"]}),
-    ("output kept on ctx: a cycle", applying(CtxOutput), _one, None,
-     {"ctx_tensors": ["ctx.y", "save_for_backward"], "leak": ["reference cycle", "save_for_backward"]}),
-    ("outputs kept in a global", applying(CachesOutputs), _one, None, {"leak": ["gc.collect()", "global cache"]}),
-    ("input modified in forward", applying(CleansInputInPlace), _one, None, {"mutation": ["mark_dirty", "in place"]}),
-    # Written in place, backward also fails for an expanded grad_output (as y.sum() hands it) and cannot
-    # be differentiated again: three findings.
-    ("grad_output modified in backward", applying(InPlaceGradOutput), _one, None,
-     {"mutation": ["grad_output 0", "grad * d"], "grad_layouts": ["expanded"], "gradgradcheck": ["in place"]}),
-    ("custom jvp under torch.compile", Sigmoid, _one, None, {"compile": ["jvp", "is_compiling"]}),
-    # vmap cannot branch on values either: two findings.
-    ("graph break", applying(BranchesOnValues), _one, None,
-     {"compile": ["fullgraph", "torch.where"], "torch_func": ["data-dependent", "torch.where"]}),
-    ("overflow at large inputs", NaiveSoftmax, lambda: (_x(3, 6),), _softmax, {"reference": ["large inputs", "subtract the max"]}),
+     {"gradgradcheck": ["second derivatives", ".detach()"]}, {}),
+    ("wrong jvp", applying(WrongJvp), _one, None, {"forward_ad": ["jvp disagrees", "tangent"]}, {}),
+    ("no setup_context", OldStyle, _one, None, {}, {"torch_func": ["setup_context", "a limitation"]}),
+    ("no vmap rule", applying(NoVmapRule), _one, None, {}, {"torch_func": ["generate_vmap_rule"]}),
+    ("grad_output assumed contiguous", applying(AssumesContiguousGrad), _one, None, {"grad_layouts": ["layout", "as_strided"]}, {}),
+    ("gradient of a broadcast shape", AddBias, lambda: (_x(4, 5), _x(5)), None, {}, {"grad_metadata": ["shape (1, 5)", "sum_to_size"]}),
+    # Rounded to float32: the gradient lost precision; second derivatives are blocked by it.
+    ("gradient of the wrong dtype", applying(Float32Gradient), _one, None, {"grad_metadata": ["float32", "cast"]}, {}),
+    ("needs_input_grad ignored", AlwaysBothGrads, _pair, None, {}, {"needs_input_grad": ["needs_input_grad[1] is False", "return None"]}),
+    ("saves what only another input needs", SavesBoth, _pair, None, {}, {"needs_input_grad": ["saved tensor #", "save each tensor only"]}),
+    ("tensor kept on ctx", applying(CtxInput), _one, None, {"ctx_tensors": ["ctx.x", "save_for_backward"]}, {}),
+    # The cycle is the consequence of ctx.y: the leak check is blocked by ctx_tensors.
+    ("output kept on ctx: a cycle", applying(CtxOutput), _one, None, {"ctx_tensors": ["ctx.y", "save_for_backward"]}, {}),
+    ("outputs kept in a global", applying(CachesOutputs), _one, None, {"leak": ["gc.collect()", "global cache"]}, {}),
+    ("input modified in forward", applying(CleansInputInPlace), _one, None, {"mutation": ["mark_dirty", "in place"]}, {}),
+    # Written in place, backward also fails for an expanded grad_output and cannot be differentiated again: those
+    # checks are blocked by mutation.
+    ("grad_output modified in backward", applying(InPlaceGradOutput), _one, None, {"mutation": ["grad_output 0", "grad * d"]}, {}),
+    ("custom jvp under torch.compile", Sigmoid, _one, None, {}, {"compile": ["jvp", "is_compiling"]}),
+    ("graph break", applying(BranchesOnValues), _one, None, {},
+     {"compile": ["fullgraph", "torch.where", "graph break"], "torch_func": ["data-dependent", "torch.where"]}),
+    ("overflow at large inputs", NaiveSoftmax, lambda: (_x(3, 6),), _softmax, {"reference": ["large inputs", "subtract the max"]}, {}),
 ]
 
 
-@pytest.mark.parametrize("fault, fn, inputs, reference, expected", GALLERY, ids=[g[0] for g in GALLERY])
-def test_each_fault_is_caught_by_its_check(fault, fn, inputs, reference, expected):
+@pytest.mark.parametrize("fault, fn, inputs, reference, failing, warning", GALLERY, ids=[g[0] for g in GALLERY])
+def test_each_fault_is_caught_by_its_check(fault, fn, inputs, reference, failing, warning):
     report = check_function(fn, *inputs(), reference=reference, **OPTIONS)
-    assert set(report.failed) == set(expected), str(report)
-    for name, words in expected.items():
+    assert set(report.failed) == set(failing) and set(report.warned) == set(warning), str(report)
+    for name, words in {**failing, **warning}.items():
         message = report.results[name].message
         for word in words:
             assert word in message, f"{name}: {message!r} lacks {word!r}"
 
 
-def test_every_check_has_a_fault_in_the_gallery():
-    caught = set().union(*(g[4] for g in GALLERY))
-    assert caught == set(CHECKS)
+def test_every_check_has_a_finding_in_the_gallery():
+    found = set().union(*(set(g[4]) | set(g[5]) for g in GALLERY)) | {"opcheck"}  # opcheck: tests/test_checker.py
+    assert found == set(CHECKS)
 
 
 def test_once_differentiable_is_reported_as_such_not_failed():
@@ -313,3 +310,53 @@ def test_once_differentiable_is_reported_as_such_not_failed():
 def test_no_jvp_is_a_skip_saying_what_is_unavailable():
     result = check_function(NaiveSoftmax, _x(3, 4), checks=["forward_ad"]).results["forward_ad"]
     assert result.status == "skip" and "NaiveSoftmax" in result.message and "torch.func.jvp" in result.message
+
+
+def test_strict_fails_on_a_warning():
+    report = check_function(OldStyle, _x(4, 5), checks=["gradcheck", "torch_func"], strict=True)
+    assert report.failed == [] and report.warned == ["torch_func"] and not report.ok
+    assert "strict" in str(report).splitlines()[0] and report.to_dict()["ok"] is False
+
+
+# --------------------------------------------------------------------------- the gallery of the wild
+
+WILD = wild.GALLERY
+
+
+@pytest.mark.parametrize("entry", WILD, ids=[e[0] for e in WILD])
+def test_the_wild(entry):
+    """A sound Function gets no fail; a broken one fails exactly the check named for its fault, as one line."""
+    report = wild.run(entry)
+    expected = entry[4]
+    assert report.failed == ([expected] if expected else []), str(report)
+    for r in report.results.values():
+        assert "\n" not in r.message
+        if r.status == "skip" and r.message.startswith("blocked by"):
+            assert expected and r.message.startswith(f"blocked by {expected}"), str(report)
+
+
+def test_the_wild_is_half_sound_half_broken_and_big_enough():
+    sound = [e for e in WILD if e[4] is None]
+    assert len(WILD) >= 25 and abs(2 * len(sound) - len(WILD)) <= 1
+
+
+def test_the_by_design_gradients_say_so():
+    report = wild.run(next(e for e in WILD if e[1] is wild.sound.RoundSTE))
+    assert report.results["gradcheck"].status == "skip" and "by design" in report.results["gradcheck"].message
+    assert "gradients not compared" in report.results["reference"].message
+    undeclared = check_function(wild.sound.RoundSTE, _x(4, 5), checks=["gradcheck"])
+    assert undeclared.failed == ["gradcheck"] and "true_gradient=False" in undeclared.results["gradcheck"].message
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("grad_output forgotten", ["does not change when grad_output doubles", "expected ["]),
+    ("mean without 1/N", ["times 4 (a size of the inputs: a missing 1/4"]),
+    ("weight gradient transposed", ["transpose"]),
+    ("gradients swapped", ["input 0's gradient is input 1's gradient"]),
+    ("None saved, then read", ["saved as None because ctx.needs_input_grad"]),
+])
+def test_specific_diagnoses(entry, words):
+    report = wild.run(next(e for e in WILD if e[0] == entry))
+    message = report.results[report.failed[0]].message
+    for word in words:
+        assert word in message, message

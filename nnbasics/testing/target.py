@@ -17,6 +17,14 @@ import torch
 class Fail(Exception):
     """A check found a fault. ``message``: what is wrong and how to fix it, one line; ``detail``: the rest."""
 
+    def __init__(self, message: str, detail: str = "", spares=()):
+        super().__init__(message)
+        self.message, self.detail, self.spares = message, detail, tuple(spares)
+
+
+class Warn(Exception):
+    """A check found a working Function that is limited or wasteful: ``message`` says what it costs and the fix."""
+
     def __init__(self, message: str, detail: str = ""):
         super().__init__(message)
         self.message, self.detail = message, detail
@@ -24,6 +32,17 @@ class Fail(Exception):
 
 class Skip(Exception):
     """A check does not apply; the message says why and what that means."""
+
+
+def verdict(problems, detail=""):
+    """Raise for ``problems``, a list of (level, text) with level "fail" or "warn": Fail with the failing texts if
+    there are any (the warnings then go to detail), else Warn; return when there are none."""
+    failing = list(dict.fromkeys(text for level, text in problems if level == "fail"))
+    warning = list(dict.fromkeys(text for level, text in problems if level == "warn"))
+    if failing:
+        raise Fail("; ".join(failing[:3]), "\n".join(warning + [detail]).strip())
+    if warning:
+        raise Warn("; ".join(warning[:3]), detail)
 
 
 def describe(exc: BaseException) -> str:
@@ -69,11 +88,13 @@ def _copy(a, dtype, requires_grad, scale):
 class Target:
     """The function under test and its sample inputs (never modified: every check gets copies)."""
 
-    def __init__(self, fn, inputs, *, kwargs=None, reference=None, seed=None, compile_backend="inductor"):
+    def __init__(self, fn, inputs, *, kwargs=None, reference=None, seed=None, compile_backend="inductor",
+                 true_gradient=True):
         if is_function_class(fn):
             self.call, self.name = fn.apply, fn.__qualname__
         elif callable(fn):
-            self.call, self.name = fn, getattr(fn, "__qualname__", None) or repr(fn)
+            name = getattr(fn, "_qualname", None) or getattr(fn, "__qualname__", None)  # _qualname: a custom op's
+            self.call, self.name = fn, name or repr(fn)
         else:
             raise TypeError(f"check_function: {fn!r} is neither an autograd.Function subclass nor callable")
         self.fn, self.inputs, self.kwargs = fn, tuple(inputs), dict(kwargs or {})
@@ -86,6 +107,10 @@ class Target:
                 raise ValueError(f"check_function: input {i} requires grad but is {self.inputs[i].dtype}; "
                                  "only floating-point tensors can be differentiated")
         self.reference, self.seed, self.compile_backend = reference, seed, compile_backend
+        self.true_gradient = true_gradient
+        # An in-place Function (ctx.mark_dirty) cannot be applied to a leaf that requires grad: autograd refuses
+        # before it runs. Once a call says so, ``run`` hands it clones (non-leaves), as real code does.
+        self.inplace = False
 
     def make(self, dtype=None, grad=None, scale=1.0, nonleaf=False) -> Args:
         """Fresh copies of the inputs: floating tensors in ``dtype`` (default: their own), the inputs at the
@@ -102,7 +127,23 @@ class Target:
         """``fn(*a.args, **a.kwargs)`` (default: the function under test), reseeded first if it draws random numbers."""
         if self.seed is not None:
             torch.manual_seed(self.seed)
-        return (fn or self.call)(*a.args, **a.kwargs)
+        args = a.args
+        if self.inplace:
+            args = tuple(x.clone() if isinstance(x, torch.Tensor) and x.requires_grad and x.is_leaf else x for x in args)
+        return (fn or self.call)(*args, **a.kwargs)
+
+    def first_call(self):
+        """Call the function once on fresh inputs, and again on non-leaf copies if autograd refused the in-place
+        change of a leaf (an in-place Function is called on non-leaves); return (inputs, outputs)."""
+        a = self.make()
+        try:
+            return a, self.run(a)
+        except RuntimeError as exc:
+            if "leaf Variable that requires grad" not in str(exc) or self.inplace:
+                raise
+        self.inplace = True
+        a = self.make()
+        return a, self.run(a)
 
     def differentiable_fn(self, a: Args):
         """fn(*differentiable inputs) -> tuple of floating outputs, the rest of ``a`` fixed (gradcheck, torch.func)."""
@@ -137,8 +178,9 @@ def _short(x) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def random_like(outs, seed=0) -> list:
-    """A random upstream gradient for each tensor in ``outs`` (same shape, dtype, device), reproducibly."""
+def random_like(outs, seed=8191) -> list:
+    """A random upstream gradient for each tensor in ``outs`` (same shape, dtype, device), reproducibly (from a seed of
+    its own: sample inputs drawn after torch.manual_seed(0) would otherwise be equal to it)."""
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device, o.dtype) for o in outs]
 

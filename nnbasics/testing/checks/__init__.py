@@ -3,7 +3,7 @@ established, or raises ``Fail`` / ``Skip`` (``nnbasics.testing.target``). ``docs
 from .backward import grad_layouts, grad_metadata, needs_input_grad
 from .derivatives import forward_ad, gradcheck, gradgradcheck, reference
 from .state import ctx_tensors, leak, mutation
-from .transforms import torch_compile, torch_func
+from .transforms import custom_op, torch_compile, torch_func
 
 CHECKS = {
     "gradcheck": gradcheck,
@@ -18,4 +18,5 @@ CHECKS = {
     "mutation": mutation,
     "compile": torch_compile,
     "reference": reference,
+    "opcheck": custom_op,
 }

@@ -5,7 +5,7 @@ import torch
 
 from ..compare import compare
 from ..target import (Fail, describe, differentiable, expected_grads, function_name, grads, outputs, probe,
-                      random_like)
+                      random_like, verdict)
 
 
 def _layouts(g: torch.Tensor) -> dict:
@@ -65,35 +65,48 @@ def _backward_on_copies(node, grad_outputs) -> tuple:
     return got if isinstance(got, tuple) else (got,)
 
 
+def _expandable(shape, to) -> bool:
+    """Whether autograd's engine reduces a gradient of shape ``to`` to an input of ``shape`` (sum over broadcast dims)."""
+    try:
+        torch.empty(shape, device="meta").expand(to)
+        return True
+    except RuntimeError:
+        return False
+
+
 def grad_metadata(t):
     problems = []
 
     def visit(node, grad_outputs):
         name, want = function_name(node), expected_grads(node)
-        try:
-            got = _backward_on_copies(node, grad_outputs)
-        except Exception as exc:  # noqa: BLE001 - the Function's own error is the finding
-            problems.append(f"{name}.backward raised {describe(exc)}")
-            return
-        if len(got) != len(want):
-            problems.append(f"{name}.backward returned {len(got)} value(s) for {len(want)} forward input(s): return "
-                            "one gradient per input of forward, None for those without one (non-tensors too)")
+        got = _backward_on_copies(node, grad_outputs)
+        extra = got[len(want):]
+        if len(got) < len(want) or any(g is not None for g in extra):
+            problems.append(("fail", f"{name}.backward returned {len(got)} value(s) for {len(want)} forward input(s): "
+                             "return one gradient per input of forward, None for those without one (non-tensors too)"))
             return
         for i, (g, m) in enumerate(zip(got, want)):
             if g is not None and not isinstance(g, torch.Tensor):
-                problems.append(f"{name}.backward returned a {type(g).__name__} for input {i}: return a tensor or None")
+                problems.append(("fail", f"{name}.backward returned a {type(g).__name__} for input {i}: return a "
+                                 "tensor or None"))
             elif g is not None and m is not None:
-                if tuple(g.shape) != tuple(m.shape):
-                    problems.append(f"{name}.backward returned a gradient of shape {tuple(g.shape)} for input {i} of "
-                                    f"shape {tuple(m.shape)}, which autograd would silently sum or reshape: return "
-                                    "exactly the input's shape (reduce broadcast dims: .sum_to_size(input.shape))")
+                shape, to = tuple(m.shape), tuple(g.shape)
+                if to != shape and _expandable(shape, to):
+                    problems.append(("warn", f"{name}.backward returned a gradient of shape {to} for input {i} of shape "
+                                     f"{shape}: autograd sums it over the broadcast dims, which is right but costs a "
+                                     "tensor of the larger shape and a reduction in the engine; return "
+                                     ".sum_to_size(input.shape) yourself"))
+                elif to != shape:
+                    problems.append(("fail", f"{name}.backward returned a gradient of shape {to} for input {i} of shape "
+                                     f"{shape}, which autograd refuses: return exactly the input's shape (the "
+                                     "gradient of a (m, n) input is (m, n); reduce broadcast dims with .sum_to_size)"))
                 elif g.dtype != m.dtype or g.device != m.device:
-                    problems.append(f"{name}.backward returned {_meta(g)} for input {i}, which is {_meta(m)}; autograd "
-                                    "would silently cast it: compute the gradient in the input's dtype and device")
+                    problems.append(("fail", f"{name}.backward returned {_meta(g)} for input {i}, which is {_meta(m)}; "
+                                     "autograd silently casts it (and the precision lost is lost): compute the "
+                                     "gradient in the input's dtype and device"))
 
     engine_error = probe(t, t.make(), visit)
-    if problems:
-        raise Fail("; ".join(problems[:3]))
+    verdict(problems)
     if engine_error is not None:
         raise Fail(f"backward failed: {describe(engine_error)}", str(engine_error))
     return "each gradient has exactly its input's shape, dtype and device, before autograd's engine sees it"
@@ -129,6 +142,11 @@ def _unread_saved(t, k):
     return unread
 
 
+def _none_saved(exc, node) -> bool:
+    return isinstance(exc, (TypeError, AttributeError)) and "NoneType" in str(exc) and any(
+        x is None for x in getattr(node, "saved_tensors", ()))
+
+
 def needs_input_grad(t):
     problems = []
     for k in t.diff:
@@ -137,24 +155,30 @@ def needs_input_grad(t):
             try:
                 got = _backward_on_copies(node, grad_outputs)
             except Exception as exc:  # noqa: BLE001 - the Function's own error is the finding
-                problems.append(f"with only input {k} requiring grad, {name}.backward raised {describe(exc)}")
+                if _none_saved(exc, node):
+                    problems.append(("fail", f"with only input {k} requiring grad, {name}.backward raised "
+                                     f"{describe(exc)}: a tensor it reads was saved as None because "
+                                     "ctx.needs_input_grad said no gradient needs it, but the gradient of input "
+                                     f"{k} does; save each tensor whenever a gradient that reads it is needed"))
+                else:
+                    problems.append(("fail", f"with only input {k} requiring grad, {name}.backward raised "
+                                     f"{describe(exc)}: backward must work for any subset of inputs requiring grad"))
                 return
             for i, (g, need) in enumerate(zip(got, node.needs_input_grad)):
                 if not need and isinstance(g, torch.Tensor):
-                    problems.append(f"{name}.backward computed a gradient for input {i} although "
-                                    f"ctx.needs_input_grad[{i}] is False (only input {k} requires grad): wasted work "
-                                    f"that autograd throws away; compute it only `if ctx.needs_input_grad[{i}]`, "
-                                    "else return None")
+                    problems.append(("warn", f"{name}.backward computes a gradient for input {i} although "
+                                     f"ctx.needs_input_grad[{i}] is False (only input {k} requires grad): time spent "
+                                     f"on a result autograd throws away; compute it only `if ctx.needs_input_grad[{i}]`, "
+                                     "else return None"))
 
         probe(t, t.make(grad=[k]), visit)
         if not problems:
             for s, what in _unread_saved(t, k):
-                problems.append(f"with only input {k} requiring grad, saved tensor #{s} ({what}) is saved but its "
-                                "values are not read by that gradient: it is kept alive for nothing; save each tensor only "
-                                "when the gradient that reads it is needed (ctx.needs_input_grad in setup_context), "
-                                "and if only its shape is needed, save the shape")
-    if problems:
-        raise Fail("; ".join(list(dict.fromkeys(problems))[:2]))
+                problems.append(("warn", f"with only input {k} requiring grad, saved tensor #{s} ({what}) is not read "
+                                 "by that gradient: memory kept alive until backward for nothing; save each tensor "
+                                 "only when the gradient that reads it is needed (ctx.needs_input_grad in "
+                                 "setup_context or forward), and if only its shape is needed, save the shape"))
+    verdict(problems[:2] if all(level == "warn" for level, _ in problems) else problems)
     if len(t.diff) == 1:
         return "backward returns None for every input that needs no gradient, and reads every tensor it saves"
     return "with any one input requiring grad, backward returns None for the others and saves only what it reads"

@@ -5,18 +5,40 @@ from torch.autograd.gradcheck import GradcheckError
 
 from ..compare import compare
 from ..target import Fail, Skip, custom_nodes, describe, differentiable, grads, outputs, random_like
+from .diagnose import diagnose
 
 _FLOAT64 = torch.float64
 
 
+def _short(text, limit=3000) -> str:
+    """gradcheck's text, its Jacobians cut to ``limit`` characters (the message has the excerpt that matters)."""
+    return text if len(text) <= limit else f"{text[:limit]}\n... ({len(text) - limit} more characters)"
+
+
+_BY_DESIGN = "by design (true_gradient=False): the gradient is deliberately not the derivative, so it is not compared with finite differences"
+
+
 def gradcheck(t):
     a = t.make(_FLOAT64)
+    if not t.true_gradient:
+        outs = differentiable(outputs(t.run(a)))
+        bad = [i for i, g in zip(a.diff, grads(outs, a.tensors, random_like(outs))) if g is not None and not g.isfinite().all()]
+        if bad:
+            raise Fail(f"backward returned a gradient with inf or NaN for input(s) {bad} at the sample inputs")
+        raise Skip(f"{_BY_DESIGN}; still checked: backward runs and returns finite gradients (and every other check)")
     try:
         torch.autograd.gradcheck(t.differentiable_fn(a), a.tensors, raise_exception=True)
     except GradcheckError as exc:
-        raise Fail(f"backward disagrees with finite differences ({describe(exc).split(': ', 1)[1].rstrip(',')}): "
-                   "re-derive that input's gradient; backward must return grad_output times the derivative "
-                   "(the chain rule), one gradient per forward input", str(exc)) from None
+        try:
+            how = diagnose(t)
+        except Exception:  # noqa: BLE001 - no diagnosis then; the finding stands
+            how = ""
+        where = describe(exc).split(": ", 1)[1].rstrip(",")
+        fix = "see gradcheck's Jacobians in detail (-v)" if how else ("re-derive that input's gradient; backward must return grad_output times the derivative (the chain "
+               "rule), one gradient per forward input; if the gradient is deliberately not the derivative "
+               "(straight-through, gradient reversal, surrogate), pass true_gradient=False (--not-true-gradient)")
+        raise Fail(f"backward disagrees with finite differences ({where}): {how + ': ' if how else ''}{fix}",
+                   _short(str(exc))) from None
     return "first derivatives agree with finite differences (float64)"
 
 
@@ -25,6 +47,8 @@ _ONCE_DIFFERENTIABLE = torch.autograd.function.once_differentiable(lambda ctx: N
 
 
 def gradgradcheck(t):
+    if not t.true_gradient:
+        raise Skip(f"{_BY_DESIGN}: nor are second derivatives")
     a = t.make(_FLOAT64)
     once = sorted({n._forward_cls.__qualname__ for n in custom_nodes(differentiable(outputs(t.run(a))))
                    if getattr(n._forward_cls.backward, "__code__", None) is _ONCE_DIFFERENTIABLE})
@@ -63,10 +87,15 @@ def functions_without_jvp(t):
 
 def forward_ad(t):
     missing = functions_without_jvp(t)
+    if missing and type(t.fn).__name__ == "CustomOpDef":
+        raise Skip("a torch.library custom op: register_autograd gives it no forward-mode AD (torch.func.jvp, jacfwd, "
+                   "hessian, torch.autograd.forward_ad)")
     if missing:
         raise Skip(f"{', '.join(missing)} define{'s' if len(missing) == 1 else ''} no jvp: forward-mode AD (torch.func.jvp, jacfwd, hessian, "
                    "torch.autograd.forward_ad) is unavailable; to enable it, define jvp(ctx, *tangents) with "
                    "ctx.save_for_forward")
+    if not t.true_gradient:
+        raise Skip(f"{_BY_DESIGN}: nor is the jvp")
     a = t.make(_FLOAT64)
     try:
         torch.autograd.gradcheck(t.differentiable_fn(a), a.tensors, check_forward_ad=True, check_backward_ad=False,
@@ -94,7 +123,7 @@ def _differences(t, dtype, scale):
         c = compare(f"output {i}", m, r)
         if not c.close:
             return f"{c.name} (max |diff| {c.max_abs_diff:.1e})"
-    pairs = [(m, r) for m, r in zip(my_outs, ref_outs) if m.requires_grad and r.requires_grad]
+    pairs = [(m, r) for m, r in zip(my_outs, ref_outs) if m.requires_grad and r.requires_grad and t.true_gradient]
     if not pairs:
         return None
     g = random_like([r for _, r in pairs])
@@ -135,4 +164,6 @@ def reference(t):
     if not compared:
         raise Skip("the reference raised on every input: " + "; ".join(skipped))
     note = f" ({len(skipped)} variant(s) skipped: the reference raised there)" if skipped else ""
+    if not t.true_gradient:
+        return f"outputs equal the reference (float64 tight, float32 loose, normal/large/small inputs); gradients not compared: by design (true_gradient=False){note}"
     return f"outputs and gradients equal the reference (float64 tight, float32 loose, normal/large/small inputs){note}"

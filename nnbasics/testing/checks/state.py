@@ -6,7 +6,8 @@ import weakref
 
 import torch
 
-from ..target import Fail, Skip, custom_nodes, describe, differentiable, function_name, grads, outputs, probe, random_like, same_values
+from ..target import (Fail, Skip, custom_nodes, describe, differentiable, function_name, grads, outputs, probe, random_like,
+                      same_values, verdict)
 
 
 def _tensors_in(value, depth=0):
@@ -20,21 +21,46 @@ def _tensors_in(value, depth=0):
             yield from _tensors_in(v, depth + 1)
 
 
+def _storage(x):
+    try:
+        return x.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # a tensor without storage (meta, a subclass): no match
+        return None
+
+
 def ctx_tensors(t):
-    nodes = custom_nodes(differentiable(outputs(t.run(t.make()))))
+    a, out = t.first_call()
+    outs = differentiable(outputs(out))
+    nodes = custom_nodes(outs)
     if not nodes:
         raise Skip("no autograd.Function in the graph of the outputs: no ctx to look at")
-    found = []
+    ins = {_storage(x) for x in a.args if isinstance(x, torch.Tensor)} - {None}
+    outs_ = {_storage(x) for x in outputs(out)} - {None}
+    problems, cycle = [], False
     for node in nodes:
         for attr, value in vars(node).items():
             for x in _tensors_in(value):
-                found.append(f"{function_name(node)} keeps ctx.{attr} (a tensor of shape {tuple(x.shape)})")
+                kept = f"{function_name(node)} keeps ctx.{attr} (a tensor of shape {tuple(x.shape)})"
+                where = _storage(x)
+                if where in outs_ or where in ins or x.requires_grad:
+                    cycle = cycle or where in outs_
+                    role = "an output (a reference cycle)" if where in outs_ else "an input" if where in ins else \
+                        "a tensor that requires grad"
+                    problems.append(("fail", f"{kept}, {role}, as an attribute: saved-tensor hooks (checkpointing, "
+                                     "offloading) never see it, and autograd cannot tell when it is modified in "
+                                     "place before backward; save it with ctx.save_for_backward "
+                                     "(ctx.save_for_forward for jvp), keep only non-tensors on ctx"))
+                else:
+                    problems.append(("warn", f"{kept}, neither an input nor an output nor requiring grad: no cycle and "
+                                     "no wrong result, but saved-tensor hooks (offloading, checkpointing) do not see "
+                                     "it, so its memory stays where it is until backward; save it with "
+                                     "ctx.save_for_backward if that matters"))
                 break
-    if found:
-        raise Fail(f"{'; '.join(dict.fromkeys(found))} as an attribute: saved-tensor hooks (checkpointing, "
-                   "offloading) never see it, autograd cannot tell when it is modified in place, and an output "
-                   "kept so makes a reference cycle; save tensors with ctx.save_for_backward (and "
-                   "ctx.save_for_forward for jvp), keep only non-tensors (sizes, flags) on ctx")
+    try:
+        verdict(problems)
+    except Fail as exc:
+        exc.spares = () if cycle else ("leak",)  # only an output kept on ctx makes the leak
+        raise
     return "no tensor kept as an attribute of ctx"
 
 
@@ -95,9 +121,9 @@ def mutation(t):
     outs = outputs(t.run(a))
     for i in _changed(snap):
         if not any(o is given[i] for o in outs):
-            problems.append(f"forward modified input {i} in place without ctx.mark_dirty: gradients computed from it "
-                            "are wrong and the caller's tensor changed; work on a copy, or ctx.mark_dirty(x) and "
-                            "return x")
+            problems.append(f"forward modified input {i} in place without ctx.mark_dirty: the caller's tensor changed "
+                            "behind autograd's back, so anything else computed from it (and its gradient) may be "
+                            "wrong; work on a copy, or ctx.mark_dirty(x) and return x")
 
     def visit(node, grad_outputs):
         name = function_name(node)
@@ -121,5 +147,7 @@ def mutation(t):
     except Skip:
         pass
     if problems:
-        raise Fail("; ".join(dict.fromkeys(problems)))
+        forward = any(p.startswith("forward") for p in problems)
+        # A write in backward leaves the first derivatives and the reference's comparison meaningful.
+        raise Fail("; ".join(dict.fromkeys(problems)), spares=() if forward else ("gradcheck", "reference"))
     return "forward leaves its inputs, backward its grad_output and saved tensors untouched"

@@ -6,12 +6,13 @@ import torch
 import torch.func
 
 from ..compare import compare
-from ..target import Fail, custom_nodes, describe, differentiable, grads, outputs, random_like
+from ..target import Fail, Skip, Warn, custom_nodes, describe, differentiable, grads, outputs, random_like
 from .derivatives import functions_without_jvp
 
 _FUNC_HINTS = (
     ("data-dependent", "no Python branching on tensor values inside the Function (use torch.where)"),
-    ("setup_context", "split forward(ctx, *args) into forward(*args) and setup_context(ctx, inputs, output)"),
+    ("setup_context", "split forward(ctx, *args) into forward(*args) (no ctx) and setup_context(ctx, inputs, "
+                      "output) (the ctx.save_for_backward and ctx attributes), and set generate_vmap_rule = True"),
     ("vmap", "set generate_vmap_rule = True in the Function (or write its vmap staticmethod)"),
     ("saved", "save only inputs and outputs of forward (return an intermediate as an extra output, "
               "marked non-differentiable, to save it)"),
@@ -51,6 +52,9 @@ def torch_func(t):
         return grads([scalar(*ys)], ys, None)
 
     randomness = "error" if t.seed is None else "same"
+    # vmap's "performance drop" notice for an op without a batching rule is printed by C++ straight to stderr.
+    quiet = getattr(torch._C._functorch, "_set_vmap_fallback_warning_enabled", lambda on: None)
+    quiet(False)
     problems, step = [], "vmap"
     try:
         _close("vmap output", torch.func.vmap(f, randomness=randomness)(*batch),
@@ -67,7 +71,11 @@ def torch_func(t):
             primal, _ = torch.func.jvp(f, xs, tuple(torch.ones_like(x) for x in xs))
             _close("jvp primal output", primal, f(*xs), problems)
     except Exception as exc:  # noqa: BLE001 - what the transform said is the finding
-        raise Fail(f"torch.func.{step} fails: {describe(exc)}; {_func_fix(t, str(exc))}", str(exc)) from None
+        raise Warn(f"torch.func.{step} refuses it ({describe(exc).split('. ')[0][:160]}): a limitation, plain autograd works; vmap, "
+                   f"torch.func.grad, jacrev and functorch-based libraries cannot use it; {_func_fix(t, str(exc))}",
+                   str(exc)) from None
+    finally:
+        quiet(True)  # torch's default, for the caller's own code
     if problems:
         raise Fail(f"{'; '.join(problems[:3])}: the vmap rule or backward behaves differently under torch.func; "
                    "write backward with batch-agnostic torch ops (no .item(), shape arithmetic on dim 0, or in-place "
@@ -85,28 +93,47 @@ def _fresh(call):
     return types.FunctionType(code, compiled_call.__globals__, "compiled_call", None, compiled_call.__closure__)
 
 
+def _reason(exc) -> str:
+    """The first line of what torch.compile said that carries a reason (its headline is often empty)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("backend=", "Set TORCH", "from user code", "File "))
+              and len(line) > 12]
+    return f"{type(exc).__name__}: {(useful or lines or [''])[0][:200]}"
+
+
+_COST = "a limitation, eager works: torch.compile runs it in pieces (a graph break), slower and unfused"
+
+
+def _compile_refusal(exc, jvp_classes) -> str:
+    text = str(exc)
+    if "jvp" in text and jvp_classes:
+        names = ", ".join(sorted(jvp_classes))
+        first = names.split(", ")[0]
+        return (f"torch.compile(fullgraph=True) cannot trace {names}: Dynamo refuses a Function that defines jvp "
+                f"({_COST}); while compiling, apply a twin without it: Twin = type('Twin', ({first},), "
+                f"{{'jvp': torch.autograd.Function.jvp}}) and `(Twin if torch.compiler.is_compiling() else "
+                f"{first}).apply(...)` (nnbasics.functional does this)")
+    numpy = "numpy" in text.lower() or "ndarray" in text
+    fix = ("replace the NumPy calls with torch ops, or accept the break" if numpy else
+           "keep forward and backward traceable: no .item(), .tolist(), NumPy, print or Python branching on tensor "
+           "values (use torch.where)")
+    return f"torch.compile(fullgraph=True) fails: {_reason(exc)} ({_COST}); {fix}"
+
+
 def torch_compile(t):
     jvp_classes = {n._forward_cls.__qualname__ for n in custom_nodes(differentiable(outputs(t.run(t.make()))))
                    if n._forward_cls.jvp is not torch.autograd.Function.jvp}
     compiled = torch.compile(_fresh(t.call), fullgraph=True, backend=t.compile_backend, dynamic=False)
     mine, eager = t.make(), t.make()
     try:
-        outs = outputs(t.run(mine, fn=compiled))
+        # NumPy is a graph break here, not traced: Dynamo's NumPy tracing loses writes made through .numpy() views
+        # (NumPy's in-place exp on an input gave a compiled gradient 5.7 off eager's), which is not the user's fault.
+        with torch._dynamo.config.patch(trace_numpy=False):
+            outs = outputs(t.run(mine, fn=compiled))
         diff = [o for o in outs if o.is_floating_point() and o.requires_grad]
         got = grads(diff, mine.tensors, random_like(diff)) if diff else ()
     except Exception as exc:  # noqa: BLE001 - what Dynamo said is the finding
-        text = str(exc)
-        if "jvp" in text and jvp_classes:
-            names = ", ".join(sorted(jvp_classes))
-            raise Fail(f"torch.compile cannot trace {names}: Dynamo refuses a Function that defines jvp; while "
-                       f"compiling, apply a twin without it: Twin = type('Twin', ({names.split(', ')[0]},), "
-                       "{'jvp': torch.autograd.Function.jvp}) and `(Twin if torch.compiler.is_compiling() else "
-                       f"{names.split(', ')[0]}).apply(...)` (nnbasics.functional does this)", text) from None
-        if "Observed exception" in text:
-            raise Fail(f"torch.compile(fullgraph=True) fails: {describe(exc)}: the Function raised while Dynamo traced "
-                       "it; make it run eagerly first (see the other checks' messages)", text) from None
-        raise Fail(f"torch.compile(fullgraph=True) fails: {describe(exc)}; keep forward and backward traceable: no "
-                   ".item(), .tolist(), NumPy, print or Python branching on tensor values (use torch.where)", text) from None
+        raise Warn(_compile_refusal(exc, jvp_classes), str(exc)) from None
     eager_outs = outputs(t.run(eager))
     problems = []
     _close("compiled output", outs, eager_outs, problems)
@@ -118,3 +145,21 @@ def torch_compile(t):
                    "computes something else than eager: look for Python-side state (globals, attributes set in "
                    "forward) that tracing freezes")
     return f"torch.compile(fullgraph=True, backend={t.compile_backend!r}): one graph, outputs and gradients equal eager"
+
+
+def custom_op(t):
+    """torch.library.opcheck, for a torch.library custom op: schema, fake tensor, autograd registration."""
+    op = getattr(t.fn, "_opoverload", t.fn)  # a CustomOpDef holds its OpOverload
+    if isinstance(op, torch._ops.OpOverloadPacket):
+        op = op.default
+    if not isinstance(op, torch._ops.OpOverload):
+        raise Skip("not a torch.library custom op: nothing to register-check (torch.library.opcheck)")
+    if not hasattr(torch.library, "opcheck"):
+        raise Skip(f"torch {torch.__version__} has no torch.library.opcheck (torch 2.4 and later)")
+    a = t.make()
+    try:
+        torch.library.opcheck(op, a.args, a.kwargs)
+    except Exception as exc:  # noqa: BLE001 - opcheck's finding
+        raise Fail(f"torch.library.opcheck fails: {_reason(exc)}: fix the registration it names (register_fake's "
+                   "shapes, mutates_args, register_autograd)", str(exc)) from None
+    return f"torch.library.opcheck: schema, fake tensor, autograd registration and AOT dispatch of {op} pass"
