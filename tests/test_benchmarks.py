@@ -213,12 +213,17 @@ def test_step_parts_benchmark_times_every_variant_with_its_part_swapped(tmp_path
                             "--markdown", str(tmp_path / "parts.md")]) == 0
     rows = json.loads(out.read_text())["rows"]
     variants = {"builtin", "custom", "custom, built-in linear", "custom, built-in activation+dropout",
-                "custom, built-in cross-entropy"}
+                "custom, built-in cross-entropy", "floor"}
     for mlp in ("784-64-10", "784-8-8-10"):
         assert {r["variant"] for r in rows if r["mlp"] == mlp} == variants
     for r in rows:
         assert r["step_ms"] > 0 and math.isfinite(r["step_ms"])
-        assert (r["part_cost_ms"] is None) == (r["variant"] in ("builtin", "custom"))
+        assert (r["part_cost_ms"] is None) == (r["variant"] in ("builtin", "custom", "floor"))
+    profiles = json.loads(out.read_text())["profiles"]
+    assert [(p["mlp"], p["variant"]) for p in profiles] == [("784-64-10", "custom"), ("784-64-10", "builtin")]
+    for p in profiles:  # the parts add up to the total, and a step has matrix products and a random draw
+        parts = [p[f"{k}_ms"] for k in (*step_parts.CATEGORIES, "other")]
+        assert p["total_ms"] == pytest.approx(sum(parts)) and p["matrix products_ms"] > 0 and p["random draw_ms"] > 0
     assert "| MLP | batch |" in (tmp_path / "parts.md").read_text()
 
 
