@@ -8,7 +8,8 @@ label-smoothed cross-entropy, SGD), as ``benchmarks.train`` times it. Here it is
 variants that differ in one part only, alternately in one process
 (``benchmarks.common.time_alternately``):
 
-- ``builtin``: torch.nn throughout; ``custom``: nnbasics' hand-written ops throughout;
+- ``builtin``: torch.nn throughout; ``custom``: nnbasics' hand-written ops throughout (both with
+  nnbasics' optimizer choice, ``nnbasics.train.make_optimizer``: ``builtin-tuned`` in ``benchmarks.train``);
 - ``custom, built-in <part>``: the custom network with one part taken back from the built-in
   network (same weights): the three ``linear`` layers, the activation+dropout pairs, or the
   cross-entropy.
