@@ -172,8 +172,8 @@ def markdown(result):
         out.append(f"| {r['mlp']} | {r['batch_size']} | {r['precision']} | {r['variant']} | {r['step_ms']:.3f} | "
                    f"{r['vs_builtin']:.3f} | {cost} |")
     parts = [*CATEGORIES, "other", "total"]
-    out += ["", "What the step is made of (torch.profiler, self time per step, ms; `floor`: the matrix products "
-            "timed alone):", "",
+    out += ["", ("What the step is made of (torch.profiler, self time per step, ms; `floor`: the matrix products "
+                 "timed alone):"), "",
             "| MLP | batch | precision | variant | floor | " + " | ".join(parts) + " |", "|---|---|---|---|---|" + "---|" * len(parts)]
     for r in result.get("profiles", []):
         out.append(f"| {r['mlp']} | {r['batch_size']} | {r['precision']} | {r['variant']} | {r['floor_ms']:.3f} | "

@@ -26,6 +26,7 @@ the precision (``float32``, or ``bfloat16``: float32 parameters under bfloat16 a
 """
 import argparse
 import dataclasses
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def matmul_floor(sizes, batch_size, device, amp):
     layers = [(torch.randn(n_out, n_in, generator=gen, device=device).to(dtype),
                torch.randn(batch_size, n_in, generator=gen, device=device).to(dtype),
                torch.randn(batch_size, n_out, generator=gen, device=device).to(dtype))
-              for n_in, n_out in zip(sizes, sizes[1:])]
+              for n_in, n_out in itertools.pairwise(sizes)]
 
     def run():
         for i, (w, x, g) in enumerate(layers):
@@ -276,8 +277,8 @@ def main(argv=None):
 
     lines = [f"# {env['command']}  ({env['device_name']}, torch {env['torch']}, {env['threads']} threads, {env['date']})",
              f"load average {env['load_average']}", "",
-             f"{'batch':>6} {'variant':<24} {'step ms':>9} {'floor ms':>9} {'vs floor':>9} {'samples/s':>11} "
-             f"{'vs builtin':>11} {'compile s':>10}"]
+             (f"{'batch':>6} {'variant':<24} {'step ms':>9} {'floor ms':>9} {'vs floor':>9} {'samples/s':>11} "
+              f"{'vs builtin':>11} {'compile s':>10}")]
     for r in steps:
         lines.append(f"{r['batch_size']:>6} {r['variant']:<24} {r['step_ms']:>9.2f} {r['floor_ms']:>9.2f} "
                      f"{r['vs_floor']:>9.2f} {r['samples_per_s']:>11.0f} "
@@ -309,11 +310,11 @@ def _fmt(value, spec):
 
 def markdown(result):
     env = result["environment"]
-    out = [f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
-           f"load average {env['load_average']}, {env['date']})", "",
-           "`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
-           "alternately with the steps; `builtin`: torch.nn with torch.optim's defaults; `builtin-tuned`: torch.nn "
-           "with nnbasics' optimizer choice.", "",
+    out = [(f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
+            f"load average {env['load_average']}, {env['date']})"), "",
+           ("`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
+            "alternately with the steps; `builtin`: torch.nn with torch.optim's defaults; `builtin-tuned`: torch.nn "
+            "with nnbasics' optimizer choice."), "",
            "| batch | variant | step ms | floor ms | step / floor | samples/s | step / builtin eager | compile s |",
            "|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:

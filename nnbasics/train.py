@@ -93,7 +93,7 @@ def make_optimizer(config: Config, model: torch.nn.Module, *, torch_defaults=Fal
     has no fused kernel. torch's default on the CPU is a Python loop over the parameters, 5-20x
     slower for this MLP (docs/training.md). ``torch_defaults=True`` keeps torch's default
     (the ``builtin`` baseline of ``benchmarks.train``: what a user writes)."""
-    kw = dict(lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
+    kw = {"lr": config.lr, "momentum": config.momentum, "nesterov": config.nesterov, "weight_decay": config.weight_decay}
     if torch_defaults:
         return torch.optim.SGD(model.parameters(), **kw)
     try:

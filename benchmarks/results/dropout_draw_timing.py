@@ -16,9 +16,9 @@ print("load", os.getloadavg()[0])
 for shape in ((256, 1024), (1024, 1024)):
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(shape).to(dtype)
-        fns = {"bernoulli_": lambda: torch.empty_like(x).bernoulli_(0.8),
-               "rand_like >= p": lambda: torch.rand_like(x) >= 0.2,
-               "draw_keep": lambda: draw_keep(x, 0.2)}
+        fns = {"bernoulli_": lambda x=x: torch.empty_like(x).bernoulli_(0.8),
+               "rand_like >= p": lambda x=x: torch.rand_like(x) >= 0.2,
+               "draw_keep": lambda x=x: draw_keep(x, 0.2)}
         times = {k: [] for k in fns}
         for _ in range(5):
             for k, f in fns.items():
