@@ -2,7 +2,7 @@
 
     python -m benchmarks.train [--device cpu|cuda] [--impls custom,fused,builtin] [--precisions float32,bfloat16]
                                [--batch-sizes 128,256,1024] [--preset NAME] [--targets 0.98,0.985]
-                               [--no-compile] [--no-time-to-accuracy] [--quick] [--json F] [--markdown F]
+                               [--no-compile] [--no-time-to-accuracy] [--threads N] [--quick] [--json F] [--markdown F]
 
 Three measurements of the MNIST MLP that ``python -m nnbasics.train`` trains, built by the
 training script's own ``build`` / ``train_step`` with its default config (784-1024-1024-10,
@@ -26,6 +26,7 @@ the precision (``float32``, or ``bfloat16``: float32 parameters under bfloat16 a
 """
 import argparse
 import dataclasses
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,10 @@ from nnbasics.nn import MLP_IMPLS
 
 
 PRECISIONS = ("float32", "bfloat16")
+BUILTINS = ("builtin", "builtin-tuned")
+IMPLS = (*MLP_IMPLS, "builtin-tuned")
+"""``builtin``: torch.nn with torch.optim's defaults (what a user writes); ``builtin-tuned``: torch.nn
+with nnbasics' optimizer choice (``nnbasics.train.make_optimizer``), so op-level ratios compare ops only."""
 
 
 def first_batch(data, batch_size):
@@ -64,8 +69,15 @@ def _name(impl, compiled, amp=False):
     return impl + ("-compiled" if compiled else "") + ("-bf16" if amp else "")
 
 
-def _setup(config, device, compiled):
-    model, optimizer, _ = nntrain.build(config, steps_per_epoch=1000, device=device)
+def _config(config, impl):
+    """The training config of a benchmark impl (``builtin-tuned`` trains impl="builtin")."""
+    return dataclasses.replace(config, impl="builtin" if impl in BUILTINS else impl)
+
+
+def _setup(config, device, compiled, impl):
+    config = _config(config, impl)
+    model, optimizer, _ = nntrain.build(config, steps_per_epoch=1000, device=device,
+                                        torch_defaults=impl == "builtin")
     loss_fn = nntrain.make_loss(config)
     if compiled:
         model = torch.compile(model)
@@ -73,13 +85,39 @@ def _setup(config, device, compiled):
     return model, optimizer, loss_fn
 
 
+def matmul_floor(sizes, batch_size, device, amp):
+    """The step's matrix products alone, as a callable: for each layer (in, out) the forward
+    X Wᵀ, dL/dW = Gᵀ X and (but for the first layer, whose input needs no gradient) dL/dX = G W,
+    with the step's shapes, layouts (W stored (out, in), the batch row by row) and dtype
+    (bfloat16 under ``amp``, as autocast runs them). Nothing else: no bias, activation,
+    dropout, loss, cast or optimiser. The step can only be slower; step / floor says by how much."""
+    dtype = torch.bfloat16 if amp else torch.float32
+    gen = torch.Generator(device=device).manual_seed(0)
+    layers = [(torch.randn(n_out, n_in, generator=gen, device=device).to(dtype),
+               torch.randn(batch_size, n_in, generator=gen, device=device).to(dtype),
+               torch.randn(batch_size, n_out, generator=gen, device=device).to(dtype))
+              for n_in, n_out in itertools.pairwise(sizes)]
+
+    def run():
+        for i, (w, x, g) in enumerate(layers):
+            x @ w.t()
+            g.t() @ x
+            if i:
+                g @ w
+    return run
+
+
 def step_times(config, data, device, batch_size, variants, rounds, min_run_time):
-    """Median seconds per training step of each variant, and the compile time of compiled ones."""
+    """Median seconds per training step of each variant (and of each precision's ``floor``,
+    ``matmul_floor``, timed with them), and the compile time of compiled ones."""
     x, y = first_batch(data, batch_size)
     fns, compile_s = {}, {}
+    sizes = [x.shape[1], *config.hidden, nndata.NUM_CLASSES]
+    for amp in sorted({amp for _, _, amp in variants}):
+        fns[_name("floor", False, amp)] = matmul_floor(sizes, batch_size, device, amp)
     for impl, compiled, amp in variants:
         name = _name(impl, compiled, amp)
-        model, optimizer, loss_fn = _setup(dataclasses.replace(config, impl=impl), device, compiled)
+        model, optimizer, loss_fn = _setup(config, device, compiled, impl)
         fns[name] = lambda m=model, o=optimizer, f=loss_fn, a=amp: nntrain.train_step(m, o, x, y, f, amp=a)
         start = time.perf_counter()
         fns[name]()  # the first call compiles (and warms up the allocator)
@@ -95,7 +133,7 @@ def saved_bytes(config, data, device, impls, batch_size=128):
     x, y = first_batch(data, batch_size)
     out = {}
     for impl in impls:
-        model, _, loss_fn = _setup(dataclasses.replace(config, impl=impl), device, compiled=False)
+        model, _, loss_fn = _setup(config, device, compiled=False, impl=impl)
         saved = common.saved_tensor_bytes(lambda: loss_fn(model(x), y), inputs=[x, y, *model.parameters()])
         out[impl] = (saved.new_total, saved.new)
     return out
@@ -104,8 +142,9 @@ def saved_bytes(config, data, device, impls, batch_size=128):
 def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epochs):
     """Train the recipe until the test accuracy reaches every one of ``targets`` (or for ``max_epochs``);
     the training seconds (and epochs) until each was first reached, None where it was not."""
-    model, optimizer, scheduler = nntrain.build(dataclasses.replace(config, impl=impl), len(data.train) // config.batch_size, device)
-    loss_fn = nntrain.make_loss(dataclasses.replace(config, impl=impl))
+    model, optimizer, scheduler = nntrain.build(_config(config, impl), len(data.train) // config.batch_size, device,
+                                                torch_defaults=impl == "builtin")
+    loss_fn = nntrain.make_loss(_config(config, impl))
     compile_s = 0.0
     if compiled:  # compile outside the clock, on one batch, then restore the untouched start
         state = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer.state_dict())
@@ -143,11 +182,21 @@ def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epo
             "history": history}
 
 
+def add_threads_option(parser):
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch.get_num_threads(); on a machine shared with "
+                             "other jobs, 1 avoids threads waiting for each other's time slices)")
+
+
 def step_options(parser, args):
     """(precisions, batch sizes) from ``--precisions`` and ``--batch-sizes``, after checking
-    ``--device``; a bad value ends the program with a one-line usage error."""
+    ``--device`` and applying ``--threads``; a bad value ends the program with a one-line usage error."""
     if args.device == "cuda" and not common.cuda_usable():
         parser.error("--device cuda: CUDA is not available on this machine; use --device cpu")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads {args.threads}: give a positive number of CPU threads, e.g. 1")
+        torch.set_num_threads(args.threads)
     precisions = args.precisions.split(",")
     if set(precisions) - set(PRECISIONS):
         parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
@@ -162,7 +211,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
                         help="device (default: cuda if usable, else cpu)")
-    parser.add_argument("--impls", default=",".join(MLP_IMPLS), help=f"comma-separated subset of {','.join(MLP_IMPLS)}")
+    parser.add_argument("--impls", default=",".join(IMPLS),
+                        help=f"comma-separated subset of {','.join(IMPLS)} (builtin: torch.optim's defaults; "
+                             f"builtin-tuned: nnbasics' optimizer choice)")
     parser.add_argument("--precisions", default=",".join(PRECISIONS),
                         help=f"comma-separated subset of {','.join(PRECISIONS)} (bfloat16: float32 weights under "
                              f"bfloat16 autocast)")
@@ -178,13 +229,14 @@ def main(argv=None):
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timed block (default: 1.0)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: a 784-64-10 MLP, batch 128, one short round, time-to-accuracy on 5000 samples")
+    add_threads_option(parser)
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write Markdown tables (for the README)")
     args = parser.parse_args(argv)
     precisions, batch_sizes = step_options(parser, args)
     impls = args.impls.split(",")
-    if set(impls) - set(MLP_IMPLS):
-        parser.error(f"--impls: unknown {sorted(set(impls) - set(MLP_IMPLS))}; choose from {MLP_IMPLS}")
+    if set(impls) - set(IMPLS):
+        parser.error(f"--impls: unknown {sorted(set(impls) - set(IMPLS))}; choose from {IMPLS}")
     try:
         targets = sorted(float(t) for t in args.targets.split(","))
     except ValueError:
@@ -208,9 +260,10 @@ def main(argv=None):
         times, compile_s = step_times(config, data, device, batch_size, variants, args.rounds, args.min_run_time)
         for impl, compiled, amp in variants:
             name, base = _name(impl, compiled, amp), times.get(_name("builtin", False, amp))
-            seconds = times[name]
-            steps.append({"batch_size": batch_size, "variant": name, "step_ms": seconds * 1e3,
-                          "samples_per_s": batch_size / seconds, "ratio": seconds / base if base else None,
+            seconds, floor = times[name], times[_name("floor", False, amp)]
+            steps.append({"batch_size": batch_size, "variant": name, "precision": "bfloat16" if amp else "float32",
+                          "step_ms": seconds * 1e3, "floor_ms": floor * 1e3, "samples_per_s": batch_size / seconds,
+                          "ratio": seconds / base if base else None, "vs_floor": seconds / floor,
                           "compile_s": compile_s.get(name)})
     saved = saved_bytes(config, data, device, impls)
     saved_rows = [{"impl": impl, "total_bytes": t, "unique_bytes": u,
@@ -223,9 +276,12 @@ def main(argv=None):
                                              args.max_epochs or config.epochs))
 
     lines = [f"# {env['command']}  ({env['device_name']}, torch {env['torch']}, {env['threads']} threads, {env['date']})",
-             "", f"{'batch':>6} {'variant':<18} {'step ms':>9} {'samples/s':>11} {'vs builtin':>11} {'compile s':>10}"]
+             f"load average {env['load_average']}", "",
+             (f"{'batch':>6} {'variant':<24} {'step ms':>9} {'floor ms':>9} {'vs floor':>9} {'samples/s':>11} "
+              f"{'vs builtin':>11} {'compile s':>10}")]
     for r in steps:
-        lines.append(f"{r['batch_size']:>6} {r['variant']:<18} {r['step_ms']:>9.2f} {r['samples_per_s']:>11.0f} "
+        lines.append(f"{r['batch_size']:>6} {r['variant']:<24} {r['step_ms']:>9.2f} {r['floor_ms']:>9.2f} "
+                     f"{r['vs_floor']:>9.2f} {r['samples_per_s']:>11.0f} "
                      f"{_fmt(r['ratio'], '.2f'):>11} {_fmt(r['compile_s'], '.1f'):>10}")
     lines += ["", f"{'impl':<10} {'saved total KiB':>16} {'vs builtin':>11} {'saved unique KiB':>17} {'vs builtin':>11}"]
     for r in saved_rows:
@@ -254,10 +310,16 @@ def _fmt(value, spec):
 
 def markdown(result):
     env = result["environment"]
-    out = [f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, {env['date']})", "",
-           "| batch | variant | step ms | samples/s | time vs built-in eager | compile s |", "|---|---|---|---|---|---|"]
+    out = [(f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
+            f"load average {env['load_average']}, {env['date']})"), "",
+           ("`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
+            "alternately with the steps; `builtin`: torch.nn with torch.optim's defaults; `builtin-tuned`: torch.nn "
+            "with nnbasics' optimizer choice."), "",
+           "| batch | variant | step ms | floor ms | step / floor | samples/s | step / builtin eager | compile s |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:
-        out.append(f"| {r['batch_size']} | {r['variant']} | {r['step_ms']:.2f} | {r['samples_per_s']:.0f} | "
+        out.append(f"| {r['batch_size']} | {r['variant']} | {r['step_ms']:.2f} | {r['floor_ms']:.2f} | "
+                   f"{r['vs_floor']:.2f} | {r['samples_per_s']:.0f} | "
                    f"{_fmt(r['ratio'], '.2f')} | {_fmt(r['compile_s'], '.1f')} |")
     out += ["", "| impl | saved for backward, total KiB | vs built-in | unique storages KiB | vs built-in |", "|---|---|---|---|---|"]
     for r in result["saved"]:

@@ -201,12 +201,10 @@ class Hardtanh(ops.Hardtanh):
 class Dropout(ops.Dropout):
     @staticmethod
     def forward(x, p):
-        # keep ~ Bernoulli(1 - p), drawn as u >= p with u ~ U[0, 1): the same distribution as the
-        # reference's bernoulli_(1 - p), and several times faster on the CPU (measured in
-        # benchmarks/results/README.md); the draw is most of what dropout costs. Unlike the
-        # reference, the mask is therefore not the one torch's dropout draws from the same seed.
-        mask = torch.rand_like(x) >= p
-        return _dropout_derivative_times(x, mask, p), mask
+        # The reference's draw (16-bit integers against a threshold, ops/dropout.py): random
+        # numbers are not compiled, and the same seed gives the reference's mask.
+        mask = _dropout.draw_keep(x, p)
+        return _dropout_derivative_times(x, mask, _dropout.drawn_p(p)), mask
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
@@ -218,8 +216,8 @@ class Dropout(ops.Dropout):
 class ActivationDropout(ops.ActivationDropout):
     @staticmethod
     def forward(x, activation, p, params):
-        # The fused Dropout's draw (see above); the rest writes a bool mask, so it runs eagerly on the CPU.
-        return _activation_dropout_forward(x, activation, p, params, torch.rand_like(x) >= p)
+        # The reference's draw (see Dropout); the rest writes a bool mask, so it runs eagerly on the CPU.
+        return _activation_dropout_forward(x, activation, _dropout.drawn_p(p), params, _dropout.draw_keep(x, p))
 
     @staticmethod
     def backward(ctx, grad_z, _grad_mask):

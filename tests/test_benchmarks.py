@@ -133,15 +133,32 @@ def test_saved_bytes_in_chains_never_exceed_the_builtins(device, tmp_path):
 
 # --------------------------------------------------------------------------- benchmarks.train
 
+def test_matmul_floor_does_the_steps_matrix_products():
+    """The floor runs 3 products per layer but 2 for the first (its input needs no gradient), in bfloat16
+    under amp: counted with the profiler, so a floor that skipped or added products would fail."""
+    for amp, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        run = bench_train.matmul_floor([784, 32, 16, 10], 8, torch.device("cpu"), amp)
+        with torch.profiler.profile(record_shapes=True) as prof:
+            run()
+        mms = [e for e in prof.events() if e.name == "aten::mm"]
+        assert len(mms) == 3 + 3 + 2 and all(e.input_dtypes[:2] == [{torch.float32: "float", torch.bfloat16: "c10::BFloat16"}[dtype]] * 2
+                                             for e in mms), [e.input_dtypes for e in mms]
+        assert sorted(tuple(map(tuple, e.input_shapes)) for e in mms) == sorted([
+            ((8, 784), (784, 32)), ((32, 8), (8, 784)),
+            ((8, 32), (32, 16)), ((16, 8), (8, 32)), ((8, 16), (16, 32)),
+            ((8, 16), (16, 10)), ((10, 8), (8, 16)), ((8, 10), (10, 16))])
+
 def test_quick_training_benchmark(device, tmp_path):
     out_json, out_md = tmp_path / "train.json", tmp_path / "train.md"
     argv = ["--quick", "--no-compile", "--device", device, "--json", str(out_json), "--markdown", str(out_md)]
     assert bench_train.main(argv) == 0
     result = json.loads(out_json.read_text())
-    assert {r["variant"] for r in result["steps"]} == {"builtin", "custom", "fused",
-                                                       "builtin-bf16", "custom-bf16", "fused-bf16"}
+    assert {r["variant"] for r in result["steps"]} == {"builtin", "builtin-tuned", "custom", "fused",
+                                                       "builtin-bf16", "builtin-tuned-bf16", "custom-bf16", "fused-bf16"}
     for r in result["steps"]:
         assert r["step_ms"] > 0 and math.isfinite(r["ratio"])
+        assert r["floor_ms"] > 0 and r["vs_floor"] == pytest.approx(r["step_ms"] / r["floor_ms"])
+    assert "step / floor" in out_md.read_text()
     saved = {r["impl"]: r for r in result["saved"]}
     # 784-64-10 with dropout 0.2 at batch 128, parameters and batch excluded. The built-in saves
     # relu's float32 output, dropout's float32 mask, and more; the hand-written MLP one 1-byte mask.
@@ -150,7 +167,7 @@ def test_quick_training_benchmark(device, tmp_path):
     assert saved["custom"]["total_bytes"] < saved["builtin"]["total_bytes"]
     # relu+dropout's one mask, dropout's output (saved by the next linear), the logits (by cross_entropy)
     assert saved["custom"]["total_bytes"] == b * h + 4 * b * h + 4 * b * 10
-    assert [r["epochs"] for r in result["time_to_accuracy"]] == [1] * 6
+    assert [r["epochs"] for r in result["time_to_accuracy"]] == [1] * 8
     assert {r["precision"] for r in result["time_to_accuracy"]} == {"float32", "bfloat16"}
     assert [t["target"] for t in result["time_to_accuracy"][0]["targets"]] == [0.98, 0.985]
     assert result["environment"]["command"].startswith("python -m benchmarks.train")
@@ -196,12 +213,17 @@ def test_step_parts_benchmark_times_every_variant_with_its_part_swapped(tmp_path
                             "--markdown", str(tmp_path / "parts.md")]) == 0
     rows = json.loads(out.read_text())["rows"]
     variants = {"builtin", "custom", "custom, built-in linear", "custom, built-in activation+dropout",
-                "custom, built-in cross-entropy"}
+                "custom, built-in cross-entropy", "floor"}
     for mlp in ("784-64-10", "784-8-8-10"):
         assert {r["variant"] for r in rows if r["mlp"] == mlp} == variants
     for r in rows:
         assert r["step_ms"] > 0 and math.isfinite(r["step_ms"])
-        assert (r["part_cost_ms"] is None) == (r["variant"] in ("builtin", "custom"))
+        assert (r["part_cost_ms"] is None) == (r["variant"] in ("builtin", "custom", "floor"))
+    profiles = json.loads(out.read_text())["profiles"]
+    assert [(p["mlp"], p["variant"]) for p in profiles] == [("784-64-10", "custom"), ("784-64-10", "builtin")]
+    for p in profiles:  # the parts add up to the total, and a step has matrix products and a random draw
+        parts = [p[f"{k}_ms"] for k in (*step_parts.CATEGORIES, "other")]
+        assert p["total_ms"] == pytest.approx(sum(parts)) and p["matrix products_ms"] > 0 and p["random draw_ms"] > 0
     assert "| MLP | batch |" in (tmp_path / "parts.md").read_text()
 
 

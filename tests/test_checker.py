@@ -35,8 +35,8 @@ def _sample(op):
 def _op_report(name, impl):
     op = next(op for op in OPS if op.name == name)
     s = _sample(op)
-    # The fused dropout draws its mask from another random stream than torch's: no reference there.
-    reference = None if op.random and impl == "fused" else op.builtin
+    # nnbasics' dropout draws its mask from another random stream than torch's: no reference there.
+    reference = None if op.random else op.builtin
     return check_function(op.custom(impl), *s.args, kwargs=s.kwargs, reference=reference,
                           seed=0 if op.random else None, **QUICK)
 
@@ -56,12 +56,12 @@ def test_every_nnbasics_op_passes_every_check(name, impl, check):
 
 def test_the_ops_reports_skip_only_what_does_not_apply():
     """Every nnbasics op defines a jvp and is differentiable twice: nothing is skipped but the
-    reference of the fused dropout, whose masks come from another random stream, and opcheck (they are
+    reference of dropout, whose masks come from another random stream than torch's, and opcheck (they are
     autograd.Functions, not custom ops); and nothing warns."""
     for op in OPS:
         for impl in IMPLS:
             skipped = [n for n, r in _op_report(op.name, impl).results.items() if r.status == "skip"]
-            expected = (["reference"] if op.random and impl == "fused" else []) + ["opcheck"]  # not custom ops
+            expected = (["reference"] if op.random else []) + ["opcheck"]  # not custom ops
             assert skipped == expected, (op.name, impl, skipped)
             assert _op_report(op.name, impl).warned == [], (op.name, impl, str(_op_report(op.name, impl)))
 

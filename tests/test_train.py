@@ -81,10 +81,11 @@ def test_model_pt_loads_into_plain_torch_nn(tmp_path, mnist):
 # --------------------------------------------------------------------------- the same seed, two implementations
 
 def test_custom_and_builtin_twins_stay_equal_for_50_steps_in_float64(tmp_path, mnist):
-    """Same init, same batches, same dropout masks: only rounding may differ."""
+    """Same init, same batches: only rounding may differ. Without dropout, whose masks nnbasics draws
+    from another stream than torch.nn.Dropout (MLP twins with dropout: test_activation_dropout)."""
     runs = {}
     for impl in ("custom", "builtin"):
-        config = small(tmp_path, impl, impl=impl, hidden=[48, 32], dropout=0.2, dtype="float64",
+        config = small(tmp_path, impl, impl=impl, hidden=[48, 32], dropout=0.0, dtype="float64",
                        batch_size=32, limit_train=50 * 32)
         runs[impl] = train.run(config, data=mnist)
     custom, builtin = load_model(tmp_path / "custom"), load_model(tmp_path / "builtin")
@@ -95,6 +96,41 @@ def test_custom_and_builtin_twins_stay_equal_for_50_steps_in_float64(tmp_path, m
     assert runs["custom"]["test_acc"] == runs["builtin"]["test_acc"]
     m_custom, m_builtin = read_metrics(tmp_path / "custom"), read_metrics(tmp_path / "builtin")
     assert m_custom[0]["train_loss"] == pytest.approx(m_builtin[0]["train_loss"], abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_the_optimizer_takes_the_for_loop_implementations_steps(dtype):
+    """make_optimizer picks a faster torch.optim implementation (fused, else foreach) of the same
+    update: 30 steps of SGD (Nesterov momentum, weight decay, a changing learning rate) give the
+    parameters that torch's for-loop implementation gives, within rounding."""
+    config = train.Config(hidden=[64, 32], device="cpu", quiet=True)
+    gen = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(30, 16, 784, generator=gen, dtype=dtype), torch.randint(0, 10, (30, 16), generator=gen)
+    params = {}
+    for which in ("chosen", "for-loop"):
+        torch.manual_seed(0)
+        model = MLP([784, 64, 32, 10], dropout=0.0).to(dtype)
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = (train.make_optimizer(config, model) if which == "chosen" else
+                     torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                                     weight_decay=config.weight_decay, foreach=False))
+        group = optimizer.param_groups[0]
+        assert (group["fused"] or group["foreach"]) if which == "chosen" else not (group["fused"] or group["foreach"])
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=30, cycle_momentum=False)
+        loss_fn = train.make_loss(config)
+        for x, y in zip(xs, ys):
+            train.train_step(model, optimizer, x, y, loss_fn)
+            scheduler.step()
+        params[which] = [p.detach().clone() for p in model.parameters()]
+        assert all((p - s).abs().max() > 1e-3 for p, s in zip(params[which], start))  # the steps moved them
+    for a, b in zip(params["chosen"], params["for-loop"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_the_builtin_baseline_keeps_torchs_default_optimizer():
+    model = MLP([4, 3])
+    group = train.make_optimizer(train.Config(), model, torch_defaults=True).param_groups[0]
+    assert not group["fused"] and group["foreach"] is None
 
 
 # --------------------------------------------------------------------------- interrupt and resume

@@ -1,10 +1,10 @@
 """An activation followed by dropout, as one op: z = dropout(f(x), p), for f = relu, leaky_relu, hardtanh.
 
-    forward:   y = f(x),  z = y · m / (1 - p)            m ~ Bernoulli(1 - p), drawn as ``dropout.py`` draws it
+    forward:   y = f(x),  z = y · m / (1 - p)            m ~ Bernoulli(1 - p), drawn by ``dropout.py``'s draw_keep
     backward:  dz/dx = m / (1 - p) · f'(x)               so  grad_x = grad_z · m / (1 - p) · f'(x)
 
 It has no twin in ``torch.nn.functional``: it is the composition ``dropout(f(x), p)`` and
-computes exactly what that composition computes (same mask from the same seed, same output,
+computes exactly what that composition computes with nnbasics' dropout (same mask from the same seed, same output,
 same gradients, NaN and kinks included). What it changes is **what is saved**.
 
 Separately, f saves its output y (see ``relu.py`` for why: the next layer usually keeps it
@@ -25,7 +25,7 @@ non-differentiable output (see ``_masks.py``). The formulas are the two ops' own
 import torch
 
 from ._masks import save_mask
-from .dropout import draw_keep, dropout_derivative_times
+from .dropout import draw_keep, drawn_p, dropout_derivative_times
 from .hardtanh import hardtanh_forward, hardtanh_passes
 from .leaky_relu import leaky_relu_derivative_times, leaky_relu_forward, leaky_relu_saves_output
 from .relu import relu_forward, relu_passes
@@ -35,16 +35,17 @@ ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 
 def activation_dropout_forward(x: torch.Tensor, activation: str, p: float, params: tuple, keep: torch.Tensor):
     """(z, mask): the output, and the bool mask backward needs. ``keep`` is dropout's
-    Bernoulli(1 - p) draw: 1 (or True) where the element is kept."""
+    Bernoulli(1 - p) draw: True where the element is kept; ``p``: the drop probability that
+    draw used (``dropout.drawn_p``)."""
     check(activation, params)
     if activation == "relu":
         y = relu_forward(x)
-        mask = keep.bool() & relu_passes(y)
+        mask = keep & relu_passes(y)
         return dropout_derivative_times(y, keep, p), mask
     if activation == "hardtanh":
         y = hardtanh_forward(x, *params)
-        return dropout_derivative_times(y, keep, p), keep.bool() & hardtanh_passes(x, *params)
-    return dropout_derivative_times(leaky_relu_forward(x, *params), keep, p), keep.bool()
+        return dropout_derivative_times(y, keep, p), keep & hardtanh_passes(x, *params)
+    return dropout_derivative_times(leaky_relu_forward(x, *params), keep, p), keep
 
 
 def activation_dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
@@ -76,11 +77,12 @@ class ActivationDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(x, activation, p, params):
-        return activation_dropout_forward(x, activation, p, params, draw_keep(x, p))
+        return activation_dropout_forward(x, activation, drawn_p(p), params, draw_keep(x, p))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ctx.activation, ctx.p, ctx.params = inputs
+        _, ctx.activation, p, ctx.params = inputs
+        ctx.p = drawn_p(p)
         z, mask = output
         # leaky_relu's backward also reads z (its sign): z is an output, kept by the next layer anyway.
         save_mask(ctx, mask, *([z] if ctx.activation == "leaky_relu" else []))

@@ -4,25 +4,48 @@
     backward:  dy/dx = m / (1 - p)        so  grad_x = grad_y · m / (1 - p)
 
 Dividing by the keep probability during training keeps E[y] = x, so nothing
-changes at evaluation time, where dropout is the identity. The mask is drawn
-exactly as ``torch.nn.functional.dropout`` draws it on the CPU (``bernoulli_``
-on an empty tensor like x, 1.0 or 0.0), so the same seed drops the same
-elements. Forward multiplies by that draw; the mask is saved as bool (1 byte
-per element) and returned as a second, non-differentiable output.
+changes at evaluation time, where dropout is the identity. The mask is saved as
+bool (1 byte per element) and returned as a second, non-differentiable output.
+
+The draw (``draw_keep``) compares 16 random bits per element with a threshold: an
+element is kept with probability 1 - p', where p' is p rounded to a multiple of
+2⁻¹⁶ (``drawn_p``; |p' - p| <= 2⁻¹⁷, and p' = p for p = 0, 1/2, 1/4, ...). The scale
+is 1 / (1 - p'), so E[y] = x holds exactly. The bits come from 64-bit random
+integers (``torch.randint`` over all but one of the 2⁶⁴ values: a bias below 2⁻⁶³), four
+elements per number: several times cheaper than ``bernoulli_``, the
+draw of ``torch.nn.functional.dropout``, which is most of what dropout costs
+(docs/training.md). The masks are therefore not the ones torch draws from the same seed.
 """
 import torch
 
 from ._masks import as_factor, save_mask
 
+_LEVELS = 1 << 16  # the draw's resolution: 16 bits per element
+
+
+def drawn_p(p: float) -> float:
+    """The drop probability the draw really uses: p rounded to a multiple of 2⁻¹⁶, and below
+    1 unless p is 1 (so that some element is kept and E[y] = x holds)."""
+    if p >= 1:
+        return 1.0
+    return min(round(p * _LEVELS), _LEVELS - 1) / _LEVELS
+
 
 def draw_keep(x: torch.Tensor, p: float) -> torch.Tensor:
-    """The draw, as torch's CPU dropout makes it: 1.0 with probability 1 - p, else 0.0."""
-    return torch.empty_like(x).bernoulli_(1 - p)
+    """A bool tensor shaped like x (contiguous): True with probability 1 - drawn_p(p)."""
+    if p >= 1:
+        return torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    half, n = _LEVELS // 2, x.numel()
+    # 64 random bits fill four 16-bit integers; randint is traced by torch.compile (random_ is not).
+    bits = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    r = bits.view(torch.int16)[:n].view(x.shape)  # uniform integers in [-2¹⁵, 2¹⁵)
+    # P(r >= t - 2¹⁵) = (2¹⁶ - t) / 2¹⁶ = 1 - drawn_p(p), for t = drawn_p(p) · 2¹⁶
+    return r >= round(drawn_p(p) * _LEVELS) - half
 
 
 def dropout_forward(x: torch.Tensor, p: float):
     keep = draw_keep(x, p)
-    return dropout_derivative_times(x, keep, p), keep.bool()
+    return dropout_derivative_times(x, keep, drawn_p(p)), keep
 
 
 def dropout_derivative_times(v: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
@@ -47,7 +70,7 @@ class Dropout(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.p = inputs[1]
+        ctx.p = drawn_p(inputs[1])
         save_mask(ctx, output[1])
 
     @staticmethod
