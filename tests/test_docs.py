@@ -156,7 +156,7 @@ def test_the_learn_md_table_goes_from_the_course_preset_to_the_default():
     default = train.parse_args([])
     changed = {k for k in vars(default) if getattr(last, k) != getattr(default, k)} - {"preset"}
     # what the last row adds; --limit-train 55000 is the whole training split, which the default trains on
-    assert changed == {"label_smoothing", "weight_decay", "batch_size", "limit_train"}, changed
+    assert changed == {"label_smoothing", "weight_decay", "batch_size", "limit_train", "epochs"}, changed
     assert last.limit_train == 55000
 
 
