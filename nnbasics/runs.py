@@ -138,6 +138,7 @@ def plot_curves(history: list, path) -> bool:
     (a short run: ``step_loss``, ``step_acc``), the train curves are drawn per step, at fractions
     of an epoch, and the epoch's validation point at its end. False if matplotlib is missing."""
     try:
+        import matplotlib  # noqa: F401  (absent: no curves; asked first, as the submodules may be cached)
         from matplotlib.figure import Figure  # no pyplot: no display needed, and a notebook's backend stays
     except ImportError:
         return False

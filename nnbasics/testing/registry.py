@@ -35,6 +35,9 @@ class OpInfo:
     random: bool = False  # draws random numbers: reseed before each call to compare
     differentiable_outputs: bool = True
     zero_size: Callable = None  # (device, dtype, requires_grad) -> list[Sample]: a size 0 in every position
+    # For a random op: the built-in math on nnbasics' own draw (its random stream is not torch's),
+    # so that run_both compares output and gradient with built-in autograd under the same mask.
+    same_draw: Callable = None
 
     def custom(self, impl="custom"):
         return functools.partial(getattr(F, self.name), impl=impl)
@@ -248,6 +251,17 @@ def _dropout_samples(device, dtype, requires_grad):
     return out
 
 
+def _dropout_same_draw(x, p=0.5, training=True, inplace=False):
+    """torch's dropout formula, x * m / (1 - p), with nnbasics' mask m from the same seed
+    (``ops.dropout.draw_keep``) and built-in autograd for the gradient."""
+    if not training or p == 0:
+        return TF.dropout(x, p, training, inplace)
+    from ..ops.dropout import draw_keep, drawn_p
+    keep = draw_keep(x, p)
+    scale = 0.0 if p == 1 else 1 / (1 - drawn_p(p))
+    return x * keep.to(x.dtype) * scale
+
+
 # --------------------------------------------------------------------------- zero-size dimensions
 
 ZERO_SHAPES = [(0,), (0, 3), (3, 0), (0, 0), (2, 0, 4), (2, 3, 0)]
@@ -324,7 +338,8 @@ OPS = [
     OpInfo("mse_loss", *_pair_samples("mse"), zero_size=_zero_pairs("mse")),
     OpInfo("binary_cross_entropy", *_pair_samples("bce"), zero_size=_zero_pairs("bce")),
     OpInfo("binary_cross_entropy_with_logits", *_pair_samples("bce_logits"), zero_size=_zero_pairs("bce_logits")),
-    OpInfo("dropout", _dropout_samples, _unary()[1], random=True, zero_size=_zero_unary(({"p": 0.3}, {"p": 1.0}))),
+    OpInfo("dropout", _dropout_samples, _unary()[1], random=True, zero_size=_zero_unary(({"p": 0.3}, {"p": 1.0})),
+           same_draw=_dropout_same_draw),
 ]
 OPS_BY_NAME = {op.name: op for op in OPS}
 
@@ -336,7 +351,8 @@ def run_both(op: OpInfo, sample: Sample, impl="custom", grad_seed=0, noncontig_g
     ([(name, mine, ref)] for the output and each input gradient)."""
     results = []
     outputs = {}
-    for which, fn in (("mine", op.custom(impl)), ("ref", op.builtin)):
+    reference = op.same_draw if op.random and op.same_draw is not None else op.builtin
+    for which, fn in (("mine", op.custom(impl)), ("ref", reference)):
         args = tuple(a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in sample.args)
         kwargs = dict(sample.kwargs)
         if op.random:
