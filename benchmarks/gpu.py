@@ -16,9 +16,9 @@ past it is killed with all its children and the next one starts), in this order:
    ``--compile`` (accuracy, wall time, training time, compile time from the run's summary.json);
 3. ``ops-float32`` / ``ops-bfloat16``: ``benchmarks.ops`` at 2^20, 2^24 and 10^8 elements
    (ratios, GB/s or TFLOP/s, share of the device's peak: ``benchmarks.common.DEVICE_PEAKS``);
-4. ``steps``: ``benchmarks.train`` (samples/s of builtin, custom and fused, eager and compiled,
-   time to 98.0% and 98.5%); ``graphs``: ``benchmarks.graphs`` (the same step replayed as a
-   CUDA graph against eager);
+4. ``steps``: ``benchmarks.train`` (samples/s of builtin, custom and fused, eager, batches of 256
+   and 1024); ``accuracy``: its time to 98.0% and 98.5%; ``graphs``: ``benchmarks.graphs`` (the
+   same step replayed as a CUDA graph against eager);
 5. ``memory-32k`` / ``memory-128k``: ``benchmarks.memory``, peak memory of the cross-entropy
    variants at 8192 x 32768 and 8192 x 131072.
 
@@ -51,8 +51,9 @@ import torch
 from benchmarks import common
 from nnbasics import files
 
-DEFAULT_BUDGET_S = 470  # all steps together, on CUDA: under 8 minutes with the start-up
+DEFAULT_BUDGET_S = 460  # all steps together, on CUDA (their limits add up to 455): under 8 minutes with the start-up
 QUICK_STEP_S = 240  # every step's limit in --quick (a dry run on a busy CPU)
+GRACE_S = 8  # between SIGINT and SIGKILL, inside a step's limit
 DATA_FOLDER = common.REPO_ROOT / ".mnist"
 SIZES = "1048576,16777216,100000000"
 
@@ -63,7 +64,6 @@ class Step:
     budget_s: float  # on CUDA
     argv: list  # after `python`
     quick_argv: list  # instead of argv with --quick
-    outputs: tuple = ()  # of "json", "md": the step writes them into its folder
 
 
 def steps(device: str) -> list:
@@ -81,23 +81,25 @@ def steps(device: str) -> list:
     quick_ops = ["-m", "benchmarks.ops", *d, "--quick", "--ops", "relu", "--impl", "custom", "--sizes", "4096", *out]
     memory = ["-m", "benchmarks.memory", *d, "--rows", "8192", *out]
     quick_memory = ["-m", "benchmarks.memory", *d, "--rows", "64", "--variants", "builtin,custom", *out]
+    # eager only: compiling is timed by train-compile, and would take most of these steps' minute
+    bench_train = ["-m", "benchmarks.train", *d, "--no-compile"]
     example = ["-m", "nnbasics.check", "docs/examples/softplus.py:Softplus", *d, "--json"]
-    both = ("json", "md")
     return [
-        Step("tests", 120, [*pytest, "tests"], [*pytest, "tests/test_func.py"]),
-        Step("check-ops", 20, ["-m", "nnbasics.check", *d], ["-m", "nnbasics.check", *d, "--op", "relu"]),
-        Step("check-function", 25, example, [*example, "--checks", "gradcheck,reference"]),
-        Step("train", 40, train, quick_train),
-        Step("train-compile", 50, [*train, "--compile"], [*quick_train, "--impl", "builtin", "--compile"]),
-        Step("ops-float32", 55, [*ops, "--dtype", "float32"], [*quick_ops, "--dtype", "float32"], both),
-        Step("ops-bfloat16", 55, [*ops, "--dtype", "bfloat16"], [*quick_ops, "--dtype", "bfloat16"], both),
-        Step("steps", 60, ["-m", "benchmarks.train", *d, "--rounds", "3", "--min-run-time", "0.2", *out],
-             ["-m", "benchmarks.train", *d, "--quick", "--no-compile", "--impls", "custom", "--precisions", "float32",
-              *out], both),
+        Step("tests", 95, [*pytest, "tests"], [*pytest, "tests/test_func.py"]),
+        Step("check-ops", 15, ["-m", "nnbasics.check", *d], ["-m", "nnbasics.check", *d, "--op", "relu"]),
+        Step("check-function", 20, example, [*example, "--checks", "gradcheck,reference"]),
+        Step("train", 35, train, quick_train),
+        Step("train-compile", 40, [*train, "--compile"], [*quick_train, "--impl", "builtin", "--compile"]),
+        Step("ops-float32", 75, [*ops, "--dtype", "float32"], [*quick_ops, "--dtype", "float32"]),
+        Step("ops-bfloat16", 60, [*ops, "--dtype", "bfloat16"], [*quick_ops, "--dtype", "bfloat16"]),
+        Step("steps", 30, [*bench_train, "--no-time-to-accuracy", "--batch-sizes", "256,1024", "--rounds", "3",
+                           "--min-run-time", "0.2", *out], [*bench_train, "--quick", "--no-time-to-accuracy", *out]),
+        Step("accuracy", 40, [*bench_train, "--batch-sizes", "256", "--rounds", "1", "--min-run-time", "0.05", *out],
+             [*bench_train, "--quick", "--impls", "custom", "--precisions", "float32", *out]),
         Step("graphs", 25, ["-m", "benchmarks.graphs", *d, "--rounds", "3", *out],
-             ["-m", "benchmarks.graphs", *d, "--quick", "--impls", "custom", "--precisions", "float32", *out], both),
-        Step("memory-32k", 10, [*memory, "--classes", "32768"], [*quick_memory, "--classes", "512"], both),
-        Step("memory-128k", 10, [*memory, "--classes", "131072"], [*quick_memory, "--classes", "2048"], both),
+             ["-m", "benchmarks.graphs", *d, "--quick", "--impls", "custom", "--precisions", "float32", *out]),
+        Step("memory-32k", 10, [*memory, "--classes", "32768"], [*quick_memory, "--classes", "512"]),
+        Step("memory-128k", 10, [*memory, "--classes", "131072"], [*quick_memory, "--classes", "2048"]),
     ]
 
 
@@ -165,19 +167,28 @@ def step_markdown(record: dict, tmp: Path) -> str:
 # --------------------------------------------------------------------------- running
 
 def run_step(step: Step, argv: list, timeout: float, env: dict, log) -> tuple:
-    """(status, return code, seconds, output) of one step, killed with its children past ``timeout``."""
+    """(status, return code, seconds, output) of one step, stopped with its children by ``timeout``.
+
+    Near the limit the step's process group gets SIGINT, as Ctrl-C would (pytest then still
+    writes its report of the tests that ran), and SIGKILL at the limit if it is still there.
+    """
     log.write(f"\n===== {step.name}: {' '.join(argv)} (limit {timeout:.0f} s)\n")
     log.flush()
+    grace = min(GRACE_S, timeout / 5)
     start = time.perf_counter()
     with subprocess.Popen(argv, cwd=common.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace", start_new_session=True) as proc:
         try:
-            output, _ = proc.communicate(timeout=timeout)
+            output, _ = proc.communicate(timeout=timeout - grace)
             status = "ok" if proc.returncode == 0 else "failed"
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
             status = "timed out"
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                output, _ = proc.communicate(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                output, _ = proc.communicate()
     log.write(output)
     log.flush()
     return status, proc.returncode, time.perf_counter() - start, output

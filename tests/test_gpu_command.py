@@ -54,7 +54,8 @@ def test_dry_run_parses_every_step(dry_run):
         rows = steps[name]["results"]["rows"]
         assert {r["mode"] for r in rows} == {"forward", "backward", "fwd+bwd"}
         assert rows[0]["op"] == "relu" and rows[0]["hand_ms"] > 0
-    assert steps["steps"]["results"]["steps"] and steps["steps"]["results"]["time_to_accuracy"]
+    assert steps["steps"]["results"]["steps"] and not steps["steps"]["results"]["time_to_accuracy"]
+    assert [r["variant"] for r in steps["accuracy"]["results"]["time_to_accuracy"]] == ["custom"]
     assert {r["mode"] for r in steps["graphs"]["results"]["rows"]} == {"eager"}  # graphs need CUDA
     for name in ("memory-32k", "memory-128k"):
         assert [r["variant"] for r in steps[name]["results"]["results"]] == ["builtin", "custom"]
@@ -106,3 +107,14 @@ def test_bad_arguments_are_usage_errors(argv, message):
     done = subprocess.run([sys.executable, "-m", "benchmarks.gpu", *argv], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_packed_data_reads_back_as_the_cache(tmp_path, monkeypatch, mnist):
+    from nnbasics import data as nndata
+
+    assert gpu.main(["--pack-data", str(tmp_path)]) == 0
+    original = nndata.load("mnist", quiet=True)
+    monkeypatch.setenv("NNBASICS_CACHE", str(tmp_path))
+    packed = nndata.load("mnist", quiet=True)
+    for split in ("train", "test"):
+        assert all(a.equal(b) for a, b in zip(original[split], packed[split], strict=True))
