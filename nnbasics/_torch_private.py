@@ -1,8 +1,12 @@
 """The private torch functions nnbasics uses, kept here so there is one place to look.
 
-Neither has a public equivalent (checked against torch 2.13.0, the version the project is
-tested with; ``tests/test_structure.py`` fails if either disappears). If a future torch drops
-one, the fallbacks below keep nnbasics correct, only slower or less helpful.
+None has a public equivalent. ``tests/test_structure.py`` fails if one disappears, and CI runs
+it on the pinned torch (2.13.0) and on the newest release pip resolves (2.14.1 on 2026-12-01,
+where all are present). If a future torch drops one, the fallbacks below keep nnbasics correct,
+only slower or less helpful. The Function checker also reads two private attributes of
+autograd graph nodes, where it inspects a user's Function (``nnbasics/testing/target.py``):
+``node._input_metadata`` (shape, dtype and device of the gradient each input expects) and
+``node._forward_cls`` (the Function a node belongs to); the same test checks those.
 
 - ``is_transformed(t)``: is ``t`` a wrapper made by a ``torch.func`` transform (vmap, grad,
   jvp)? Its values cannot be read (``.item()``, ``bool(...)`` raise), so the argument checks

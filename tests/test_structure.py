@@ -1,5 +1,6 @@
 """The package's shape: imports point down (no circle, function-level imports included), no
-module past 400 lines, and the private torch functions nnbasics relies on still exist."""
+module past 400 lines, and the private torch pieces nnbasics relies on still exist (CI runs
+this on the pinned and on the newest torch)."""
 import ast
 from pathlib import Path
 
@@ -91,3 +92,28 @@ def test_private_torch_functions_still_exist():
     assert callable(unwrap_dead_wrappers)
     from nnbasics import _torch_private
     assert _torch_private._FAST_APPLY
+
+
+def test_private_autograd_node_attributes_the_checker_reads_still_exist():
+    """nnbasics/testing/target.py reads them off a user's Function's graph node."""
+
+    class Double(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return 2 * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, g):
+            return 2 * g
+
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    node = Double.apply(x).grad_fn
+    assert node._forward_cls is Double
+    (meta,) = node._input_metadata
+    assert (tuple(meta.shape), meta.dtype, meta.device) == ((3,), torch.float64, torch.device("cpu"))
+    built_in = (x * 3).grad_fn
+    assert tuple(built_in._input_metadata[0].shape) == (3,)
