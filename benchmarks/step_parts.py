@@ -36,10 +36,10 @@ import sys
 import torch
 
 from benchmarks import common
+from benchmarks.train import PRECISIONS, add_threads_option, first_batch, matmul_floor, step_options
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
-from benchmarks.train import PRECISIONS, add_threads_option, first_batch, matmul_floor, step_options
 
 PARTS = {
     "linear": lambda layer: isinstance(layer, torch.nn.Linear),

@@ -42,7 +42,6 @@ from nnbasics import files
 from nnbasics import train as nntrain
 from nnbasics.nn import MLP_IMPLS
 
-
 PRECISIONS = ("float32", "bfloat16")
 BUILTINS = ("builtin", "builtin-tuned")
 IMPLS = (*MLP_IMPLS, "builtin-tuned")

@@ -105,10 +105,10 @@ def load(spec: str, timeout=None):
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
         sys.modules[module_name] = module  # dataclasses, pickling and torch.compile look modules up by name
-        run_module = lambda: loader.loader.exec_module(module)  # noqa: E731
+        run_module = lambda: loader.loader.exec_module(module)
     else:
         module = None
-        run_module = lambda: importlib.import_module(where)  # noqa: E731
+        run_module = lambda: importlib.import_module(where)
     try:
         with time_limit(timeout):
             module = run_module() or module

@@ -22,12 +22,11 @@ import warnings
 import torch
 
 from . import data as nndata
-from . import precision
-from .nn import ACTIVATIONS, MLP
+from . import precision, train
 from .cli import ConfigError, Parser, exit_with, resolve_device
-from .runs import MODEL, SUMMARY, error_line
-from . import train
 from .config import DTYPES, Config
+from .nn import ACTIVATIONS, MLP
+from .runs import MODEL, SUMMARY, error_line
 from .train import EVAL_BATCH_SIZE
 
 

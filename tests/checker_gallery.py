@@ -5,10 +5,9 @@ confusion table docs/checker.md publishes, and tests/test_checker_gallery.py ass
 
 Each entry: (name, Function, sample inputs, check_function options, the one check that must fail or None).
 """
-import torch
-
 import checker_gallery_broken as broken
 import checker_gallery_sound as sound
+import torch
 
 DOUBLE = torch.float64
 

@@ -4,7 +4,6 @@ import numpy as np
 import torch
 from torch.autograd import Function
 
-
 # --------------------------------------------------------------------------- sound
 
 class TutorialReLU(Function):

@@ -31,7 +31,7 @@ def _sample(op):
     raise AssertionError(f"{op.name}: no usable sample")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _op_report(name, impl):
     op = next(op for op in OPS if op.name == name)
     s = _sample(op)

@@ -2,12 +2,12 @@
 the check named for it, and only by it (the checks it would break too are skipped, "blocked by" it),
 as a fail for a defect and a warn for a limitation. Second, tests/checker_gallery.py: Functions in the
 styles and with the faults of public code; no sound one gets a fail, each broken one exactly one."""
+import checker_gallery as wild
 import pytest
 import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-import checker_gallery as wild
 from nnbasics.testing import CHECKS, check_function
 
 OPTIONS = {"compile_backend": "aot_eager", "timeout": 120}  # aot_eager: Dynamo and AOTAutograd, no code generation

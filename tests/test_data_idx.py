@@ -4,10 +4,9 @@ import gzip
 
 import pytest
 import torch
-
 from idxfiles import idx_bytes
-from nnbasics import data, files
 
+from nnbasics import data, files
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -31,10 +30,9 @@ def test_write_idx_round_trip_and_no_temp_files(tmp_path):
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "f"
-    with pytest.raises(RuntimeError):
-        with files.atomic_open(target) as f:
-            f.write(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), files.atomic_open(target) as f:
+        f.write(b"half")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 
 

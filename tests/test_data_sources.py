@@ -17,8 +17,8 @@ import tarfile
 
 import pytest
 import torch
-
 from idxfiles import idx_bytes
+
 from nnbasics import data
 from nnbasics.data import cache, idx, packages, sources
 

@@ -15,8 +15,7 @@ import unittest.mock
 import pytest
 import torch
 
-import nnbasics.train as train
-from nnbasics import distributed
+from nnbasics import distributed, train
 from nnbasics.cli import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

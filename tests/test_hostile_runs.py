@@ -19,8 +19,7 @@ import torch
 
 import nnbasics.data as nndata
 import nnbasics.evaluate as nneval
-import nnbasics.train as train
-from nnbasics import files, runs
+from nnbasics import files, runs, train
 from nnbasics.nn import MLP
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -113,7 +113,7 @@ def test_cross_entropy_in_place_on_meta():
 def test_fused_kernels_compile_nothing_for_meta_tensors():
     """A meta tensor has no data to fuse: the fused path runs its formulas eagerly there, even
     above the size at which it compiles (a compile per kind costs seconds, for nothing)."""
-    import nnbasics.fused as fused
+    from nnbasics import fused
     kernels = [k for k in vars(fused).values() if hasattr(k, "compiled")]
     model = nn.MLP([64, 128, 10], dropout=0.2, impl="fused", device="meta")
     x = torch.empty(2 * fused.MIN_ELEMENTS // 64, 64, device="meta")

@@ -9,7 +9,6 @@ import nnbasics.functional as F
 from nnbasics.testing import compare
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_sigmoid_saturates_exactly_without_warnings(device, dtype, impl):
     x = torch.tensor([-1000.0, -100.0, 0.0, 100.0, 1000.0], device=device, dtype=dtype, requires_grad=True)

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-import nnbasics.train as train
-from nnbasics import precision
+from nnbasics import precision, train
 
 CPU = torch.device("cpu")
 

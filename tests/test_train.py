@@ -17,7 +17,7 @@ import torch
 
 import nnbasics.data as nndata
 import nnbasics.evaluate as nneval
-import nnbasics.train as train
+from nnbasics import train
 from nnbasics.nn import MLP
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

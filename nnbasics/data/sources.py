@@ -24,8 +24,19 @@ from tqdm import tqdm
 
 from ..files import atomic_open
 from . import packages
-from .cache import (DATASETS, FILES, Unavailable, cache_dir, check_array, file_bytes, find_file, read_cache,
-                    read_role, say, verify)
+from .cache import (
+    DATASETS,
+    FILES,
+    Unavailable,
+    cache_dir,
+    check_array,
+    file_bytes,
+    find_file,
+    read_cache,
+    read_role,
+    say,
+    verify,
+)
 from .idx import DataError, gzip_limit, parse_idx
 
 _TORCHVISION_DIR = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}

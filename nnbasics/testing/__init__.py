@@ -8,10 +8,10 @@
 - ``suite``: ``function_tests``, the checks as one pytest test each in a user's own suite.
 """
 from .checker import CheckTimeout, Report, Result, assert_function_ok, check_function, memory_limit, time_limit
-from .suite import function_tests
 from .checks import CHECKS
 from .compare import Comparison, compare, tolerances
 from .registry import OPS, OPS_BY_NAME, SHAPES, OpInfo, Sample, ce_make, linear_make, run_both
+from .suite import function_tests
 
 __all__ = [
     "CHECKS", "CheckTimeout", "OPS", "OPS_BY_NAME", "SHAPES", "Comparison", "OpInfo", "Report", "Result", "Sample",

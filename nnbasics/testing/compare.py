@@ -13,7 +13,7 @@ class Comparison:
     max_abs_diff: float
 
     def __str__(self):
-        return f"{self.name:<48} exact: {str(self.exact):<5}  close: {str(self.close):<5}  max|diff|: {self.max_abs_diff:.2e}"
+        return f"{self.name:<48} exact: {self.exact!s:<5}  close: {self.close!s:<5}  max|diff|: {self.max_abs_diff:.2e}"
 
 
 def tolerances(dtype):

@@ -5,8 +5,8 @@ function that makes sample inputs. Tests and benchmarks iterate over ``OPS``, so
 op gets every check by adding one entry.
 """
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as TF
@@ -101,15 +101,15 @@ def _softmax_samples(device, dtype, requires_grad):
 
 
 def _softmax_make(n, device, dtype, requires_grad):
-    cols = 1000 if n >= 1000 else n
+    cols = min(1000, n)
     return Sample((_t((max(1, n // cols), cols), device, dtype, requires_grad),), {"dim": -1}, f"{max(1, n // cols)}x{cols}")
 
 
 def _linear_samples(device, dtype, requires_grad):
     g = torch.Generator().manual_seed(0)
-    w = lambda: _t((3, 5), device, dtype, requires_grad, gen=g)  # noqa: E731
-    b = lambda: _t((3,), device, dtype, requires_grad, gen=g)  # noqa: E731
-    x = lambda shape: _t(shape, device, dtype, requires_grad, gen=g)  # noqa: E731
+    w = lambda: _t((3, 5), device, dtype, requires_grad, gen=g)
+    b = lambda: _t((3,), device, dtype, requires_grad, gen=g)
+    x = lambda shape: _t(shape, device, dtype, requires_grad, gen=g)
     return [
         Sample((x((4, 5)), w(), b()), {}, "2d"),
         Sample((x((4, 5)), w()), {}, "2d no bias"),
@@ -141,7 +141,7 @@ def _targets(shape, n_classes, device, gen, ignore=None):
 
 def _ce_samples(device, dtype, requires_grad):
     g = torch.Generator().manual_seed(0)
-    x = lambda shape: _t(shape, device, dtype, requires_grad, gen=g)  # noqa: E731
+    x = lambda shape: _t(shape, device, dtype, requires_grad, gen=g)
     w = _t((5,), device, dtype, False, low=0.2, high=2.0, gen=g)
     out = []
     for red in ("mean", "sum", "none"):

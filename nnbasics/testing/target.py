@@ -68,7 +68,7 @@ class Args:
         """The tensors that require grad, in order."""
         return [self.args[i] for i in self.diff]
 
-    def replace(self, tensors) -> "Args":
+    def replace(self, tensors) -> Args:
         """The same call with the differentiable inputs replaced by ``tensors`` (for gradcheck, torch.func)."""
         args = list(self.args)
         for i, x in zip(self.diff, tensors):

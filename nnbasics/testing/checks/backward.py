@@ -4,8 +4,18 @@ for the inputs that need no gradient."""
 import torch
 
 from ..compare import compare
-from ..target import (Fail, describe, differentiable, expected_grads, function_name, grads, outputs, probe,
-                      random_like, verdict)
+from ..target import (
+    Fail,
+    describe,
+    differentiable,
+    expected_grads,
+    function_name,
+    grads,
+    outputs,
+    probe,
+    random_like,
+    verdict,
+)
 
 
 def _layouts(g: torch.Tensor) -> dict:

@@ -75,7 +75,7 @@ def _factor(mine, want, sizes):
 def _excerpt(mine, want, k=3) -> str:
     gap = (mine - want).abs().flatten()
     idx = gap.topk(min(k, gap.numel())).indices.sort().values
-    fmt = lambda v: "[" + ", ".join(f"{x:.4g}" for x in v.flatten()[idx].tolist()) + "]"  # noqa: E731
+    fmt = lambda v: "[" + ", ".join(f"{x:.4g}" for x in v.flatten()[idx].tolist()) + "]"
     return f"expected {fmt(want)}, yours {fmt(mine)} (elements {idx.tolist()} of {tuple(want.shape)})"
 
 

@@ -6,8 +6,20 @@ import weakref
 
 import torch
 
-from ..target import (Fail, Skip, custom_nodes, describe, differentiable, function_name, grads, outputs, probe, random_like,
-                      same_values, verdict)
+from ..target import (
+    Fail,
+    Skip,
+    custom_nodes,
+    describe,
+    differentiable,
+    function_name,
+    grads,
+    outputs,
+    probe,
+    random_like,
+    same_values,
+    verdict,
+)
 
 
 def _tensors_in(value, depth=0):
