@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # python benchmarks/graphs.py: import from the re
 import torch
 
 from benchmarks import common
-from benchmarks.train import PRECISIONS, first_batch, step_options
+from benchmarks.train import PRECISIONS, add_threads_option, first_batch, step_options
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
@@ -118,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
     parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds per timed block (default: 0.2)")
     parser.add_argument("--quick", action="store_true", help="a smoke test: a 784-64-10 MLP, batch 128, one short round")
+    add_threads_option(parser)
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
     args = parser.parse_args(argv)
