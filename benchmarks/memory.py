@@ -123,8 +123,8 @@ def main(argv=None):
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = next((r for r in results if r["variant"] == "builtin"), results[0])
     logits_bytes = args.rows * args.classes * dtype.itemsize
-    lines = [f"cross_entropy {args.rows}x{args.classes} {args.dtype} on {args.device} "
-             f"(one (rows, classes) tensor = {logits_bytes / 2**30:.2f} GiB)",
+    lines = [(f"cross_entropy {args.rows}x{args.classes} {args.dtype} on {args.device} "
+              f"(one (rows, classes) tensor = {logits_bytes / 2**30:.2f} GiB)"),
              f"{'variant':<10}{'peak GiB':>10}{'(rows,classes) tensors':>24}{'ratio vs builtin':>18}{'fwd+bwd s':>11}"]
     for r in results:
         r["ratio"] = r["peak_bytes"] / base["peak_bytes"]

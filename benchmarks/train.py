@@ -326,8 +326,8 @@ def markdown(result):
                    f"{r['unique_bytes'] / 1024:.0f} | {_fmt(r['unique_ratio'], '.2f')} |")
     if result["time_to_accuracy"]:
         recipe = f"--preset {result['preset']}" if result.get("preset") else "the default recipe"
-        out += ["", f"Time to test accuracy, {recipe} (training seconds until the end of the first epoch that reaches "
-                f"it; '-': not reached in {result['config']['epochs']} epochs):", "",
+        out += ["", (f"Time to test accuracy, {recipe} (training seconds until the end of the first epoch that reaches "
+                 f"it; '-': not reached in {result['config']['epochs']} epochs):"), "",
                 "| variant | precision | " + " | ".join(f"to {t:.1%}: s (epochs)" for t in result["targets"])
                 + " | compile s | best test acc |", "|---|---|" + "---|" * len(result["targets"]) + "---|---|"]
         for r in result["time_to_accuracy"]:
