@@ -133,7 +133,7 @@ def saved_bytes(config, data, device, impls, batch_size=128):
     out = {}
     for impl in impls:
         model, _, loss_fn = _setup(config, device, compiled=False, impl=impl)
-        saved = common.saved_tensor_bytes(lambda: loss_fn(model(x), y), inputs=[x, y, *model.parameters()])
+        saved = common.saved_tensor_bytes(lambda f=loss_fn, m=model: f(m(x), y), inputs=[x, y, *model.parameters()])
         out[impl] = (saved.new_total, saved.new)
     return out
 
