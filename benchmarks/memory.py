@@ -75,7 +75,8 @@ def child(variant, rows, classes, hidden, device, dtype):
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:  # reset the high-water mark to the current RSS
+            f.write("5")
         before = _status_kib("VmRSS") * 1024
     start = time.perf_counter()
     loss = _step(loss_fn, h, w, t)
@@ -117,14 +118,14 @@ def main(argv=None):
     for variant in variants:
         cmd = [sys.executable, "-m", "benchmarks.memory", "--child", variant, "--rows", str(args.rows),
                "--classes", str(args.classes), "--hidden", str(args.hidden), "--device", args.device, "--dtype", args.dtype]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO_ROOT)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=common.REPO_ROOT, check=False)
         if out.returncode:
             sys.exit(f"{variant}: failed\n{out.stderr[-2000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = next((r for r in results if r["variant"] == "builtin"), results[0])
     logits_bytes = args.rows * args.classes * dtype.itemsize
-    lines = [f"cross_entropy {args.rows}x{args.classes} {args.dtype} on {args.device} "
-             f"(one (rows, classes) tensor = {logits_bytes / 2**30:.2f} GiB)",
+    lines = [(f"cross_entropy {args.rows}x{args.classes} {args.dtype} on {args.device} "
+              f"(one (rows, classes) tensor = {logits_bytes / 2**30:.2f} GiB)"),
              f"{'variant':<10}{'peak GiB':>10}{'(rows,classes) tensors':>24}{'ratio vs builtin':>18}{'fwd+bwd s':>11}"]
     for r in results:
         r["ratio"] = r["peak_bytes"] / base["peak_bytes"]

@@ -85,8 +85,8 @@ def measure(sizes, rounds, min_run_time):
 def markdown(header, rows) -> str:
     names = list(VARIANTS)
     lines = [f"# Per-call overhead: built-in op, autograd.Function, custom_op ({header['device_name']})", "",
-             f"`{header['command']}`  ", f"torch {header['torch']}, {header['threads']} thread(s), load average "
-             f"{header['load_average']} before the run, {header['date']}, commit {header['git_commit']}", "",
+             f"`{header['command']}`  ", (f"torch {header['torch']}, {header['threads']} thread(s), load average "
+              f"{header['load_average']} before the run, {header['date']}, commit {header['git_commit']}"), "",
              "| size | mode | " + " | ".join(f"{n} (µs)" for n in names) + " | Function − built-in (µs) | "
              "custom_op − built-in (µs) |", "|" + "---|" * (len(names) + 4)]
     for r in rows:

@@ -113,10 +113,10 @@ def markdown(header: dict, rows: list) -> str:
         "",
         *[f"- {key}: `{value}`" for key, value in header.items() if value is not None],
         "",
-        "Activations saved for backward (distinct storages, parameters and input batch excluded), "
-        "hand-written / built-in: below 1 the hand-written network keeps less. "
-        f"Batch {header['batch']}, sizes {header['sizes']}, dropout {header['dropout']}; "
-        "parameters and batch (the same on both sides) in the last column.",
+        ("Activations saved for backward (distinct storages, parameters and input batch excluded), "
+         "hand-written / built-in: below 1 the hand-written network keeps less. "
+         f"Batch {header['batch']}, sizes {header['sizes']}, dropout {header['dropout']}; "
+         "parameters and batch (the same on both sides) in the last column."),
         "",
         "| activation | chain | impl | hand KiB | built-in KiB | saved × | parameters + batch KiB |",
         "|---|---|---|---|---|---|---|",

@@ -162,10 +162,10 @@ def main(argv=None):
 
 def markdown(result):
     env = result["environment"]
-    out = [f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
-           f"load average {env['load_average']}, {env['date']})", "",
-           "`part cost`: custom step minus this variant's step, i.e. what the part taken back from the "
-           "built-in costs over it.", "",
+    out = [(f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
+            f"load average {env['load_average']}, {env['date']})"), "",
+           ("`part cost`: custom step minus this variant's step, i.e. what the part taken back from the "
+            "built-in costs over it."), "",
            "| MLP | batch | precision | variant | step ms | vs built-in | part cost ms |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         cost = "" if r["part_cost_ms"] is None else f"{r['part_cost_ms']:+.3f}"

@@ -133,7 +133,7 @@ def saved_bytes(config, data, device, impls, batch_size=128):
     out = {}
     for impl in impls:
         model, _, loss_fn = _setup(config, device, compiled=False, impl=impl)
-        saved = common.saved_tensor_bytes(lambda: loss_fn(model(x), y), inputs=[x, y, *model.parameters()])
+        saved = common.saved_tensor_bytes(lambda f=loss_fn, m=model: f(m(x), y), inputs=[x, y, *model.parameters()])
         out[impl] = (saved.new_total, saved.new)
     return out
 
@@ -326,8 +326,8 @@ def markdown(result):
                    f"{r['unique_bytes'] / 1024:.0f} | {_fmt(r['unique_ratio'], '.2f')} |")
     if result["time_to_accuracy"]:
         recipe = f"--preset {result['preset']}" if result.get("preset") else "the default recipe"
-        out += ["", f"Time to test accuracy, {recipe} (training seconds until the end of the first epoch that reaches "
-                f"it; '-': not reached in {result['config']['epochs']} epochs):", "",
+        out += ["", (f"Time to test accuracy, {recipe} (training seconds until the end of the first epoch that reaches "
+                 f"it; '-': not reached in {result['config']['epochs']} epochs):"), "",
                 "| variant | precision | " + " | ".join(f"to {t:.1%}: s (epochs)" for t in result["targets"])
                 + " | compile s | best test acc |", "|---|---|" + "---|" * len(result["targets"]) + "---|---|"]
         for r in result["time_to_accuracy"]:

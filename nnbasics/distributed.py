@@ -47,7 +47,7 @@ def from_environment() -> World:
     if "WORLD_SIZE" not in os.environ:
         return World()
     try:
-        return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+        return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
     except (KeyError, ValueError) as e:
         raise ConfigError(f"torch.distributed environment: RANK and WORLD_SIZE must be integers ({e}); "
                           f"start with torchrun --nproc-per-node N -m nnbasics.train") from None

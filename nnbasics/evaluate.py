@@ -92,7 +92,7 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
         with warnings.catch_warnings():  # torch warns before it refuses some foreign pickles: one line is enough
             warnings.simplefilter("ignore")
             state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # text, a truncated zip, a pickle weights_only refuses: one line, whatever it is
+    except Exception as e:  # noqa: BLE001 - a user's file (text, cut zip, refused pickle): one line, whatever it is
         raise nndata.DataError(f"{model_path}: cannot load it ({type(e).__name__}: {error_line(e)}); "
                                f"pass a model.pt written by nnbasics.train") from None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):

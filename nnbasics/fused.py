@@ -130,7 +130,7 @@ def kernel(formula, *, cpu=True, min_elements=None):
             # Dynamo guards on the sizes of that base, so views of differently shaped tensors
             # would recompile the same kind again and again. Nothing here is recorded anyway.
             return fn(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the fallback must never crash: any compile failure runs the formula
             del compiled[kind]
             fallbacks.add(kind)
             reason = (str(exc).strip() or "-").splitlines()[0]

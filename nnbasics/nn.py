@@ -9,6 +9,8 @@ the same initial weights. ``isinstance(m, torch.nn.Linear)`` stays true.
 Every module takes one extra keyword-only argument, ``impl`` ("custom" or
 "fused"), passed through to ``nnbasics.functional``.
 """
+import itertools
+
 import torch
 from torch import nn
 
@@ -216,7 +218,7 @@ class MLP(nn.Sequential):
         act_cls = _ACTIVATION_CLASSES[activation][1 if builtin else 0]
         dropout_cls = nn.Dropout if builtin else Dropout
         layers = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(linear_cls(fan_in, fan_out, device=device, dtype=dtype, **kw))
             if i < len(sizes) - 2:
                 layers.append(act_cls(**kw))

@@ -274,7 +274,7 @@ def load_checkpoint(run_dir) -> dict:
         with warnings.catch_warnings():  # torch warns before it refuses some foreign pickles: one line is enough
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file: say so in one line
+    except Exception as e:  # noqa: BLE001 - a user's file, truncated or foreign: one line, whatever torch raises
         raise BrokenCheckpoint(f"{path}: cannot read it as a checkpoint ({type(e).__name__}: {error_line(e)})"
                                ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):

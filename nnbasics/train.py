@@ -271,7 +271,7 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
     if config.compile:  # the compiled wrapper shares model's parameters; model.pt is saved from model
         forward, loss_fn = torch.compile(forward), torch.compile(loss_fn)
     amp, why = precision.choose(config.amp, device, config.dtype)
-    kw = dict(mean=data.mean, std=data.std, dtype=DTYPES[config.dtype], amp=amp)
+    kw = {"mean": data.mean, "std": data.std, "dtype": DTYPES[config.dtype], "amp": amp}
     _say(config, f"{config.dataset}: MLP {'-'.join(map(str, model.sizes))} ({config.activation}, {config.impl} ops) "
                  f"on {device}{f' x {world.size} processes' if world.size > 1 else ''}, {config.dtype}"
                  f"{' + bfloat16 autocast' if amp else ''} ({why}){' +compile' if config.compile else ''}, "

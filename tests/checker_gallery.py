@@ -93,8 +93,8 @@ def table(rows) -> str:
     missed = [n for n, e, r in broken if not r.failed]
     lines = ["| | reported failing | not failing |", "|---|---|---|",
              f"| sound ({len(sound)}) | {len(false_alarms)} | {len(sound) - len(false_alarms)} |",
-             f"| broken ({len(broken)}) | {len(caught) + len(other)} ({len(caught)} by exactly the check named for "
-             f"the fault, as one line) | {len(missed)} |"]
+             (f"| broken ({len(broken)}) | {len(caught) + len(other)} ({len(caught)} by exactly the check named for "
+              f"the fault, as one line) | {len(missed)} |")]
     warned = {}
     for _, r in sound:
         for check in r.warned:

@@ -61,8 +61,8 @@ def test_jvp_of_losses_and_linear():
     t = torch.tensor([0, 4, 2, -100])
     tan = torch.randn_like(x)
     for lib_f, lib_r in [(F, TF)]:
-        _, m = jvp(lambda v: lib_f.cross_entropy(v, t, label_smoothing=0.2), (x,), (tan,))
-        _, r = jvp(lambda v: lib_r.cross_entropy(v, t, label_smoothing=0.2), (x,), (tan,))
+        _, m = jvp(lambda v, lib=lib_f: lib.cross_entropy(v, t, label_smoothing=0.2), (x,), (tan,))
+        _, r = jvp(lambda v, lib=lib_r: lib.cross_entropy(v, t, label_smoothing=0.2), (x,), (tan,))
         _close("jvp ce", m, r)
     w, dw = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
     _, m = jvp(lambda a, b: F.linear(a, b), (x, w), (tan, dw))

@@ -134,8 +134,8 @@ BAD_CHECKPOINTS = {
     "a list": (a_list, "holds a list, not a config dict"),
     "config a list": (config_list, "holds a config that is a list, not a config dict"),
     "a string for a number": (string_for_a_number, "config lr is '0.1', not of type float"),
-    "weights of another width": (other_width, "does not fit the run of its own config (RuntimeError: size "
-                                              "mismatch for 0.weight"),
+    "weights of another width": (other_width, ("does not fit the run of its own config (RuntimeError: size "
+                                               "mismatch for 0.weight")),
     "no progress": (no_progress, "no 'progress'"),
     "an epoch that is a string": (epoch_a_string, "progress epoch is '1', not of type int"),
     "history without losses": (history_without_losses, "progress history is"),

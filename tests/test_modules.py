@@ -134,7 +134,7 @@ def test_pytorch_module_inputs(name, dtype, training, impl, device):
         ref_run = _forward(ref, mi.forward_input)
         try:
             mine_run = _forward(mine, mi.forward_input)
-        except Exception as exc:  # torch accepted this input: so must nnbasics
+        except Exception as exc:  # noqa: BLE001 - torch accepted this input: any exception is a failure
             failures.append(f"{what}: raised {type(exc).__name__}: {exc}")
             continue
         ran += 1
@@ -162,7 +162,7 @@ def test_pytorch_module_inputs(name, dtype, training, impl, device):
 def _raised(call):
     try:
         call()
-    except Exception as exc:  # the type is what is compared
+    except Exception as exc:  # noqa: BLE001 - any type: the type is what is compared
         return exc
     return None
 
@@ -180,11 +180,12 @@ def test_pytorch_module_error_inputs(impl, device):
             results = {}
             for which, cls, kw in (("torch", info.module_cls, {}), ("nnbasics", getattr(nnb, name), {"impl": impl})):
                 if err.error_on == ModuleErrorEnum.CONSTRUCTION_ERROR:
-                    results[which] = _raised(lambda cls=cls, kw=kw: _make(cls, mi, dtype, True, **kw))
+                    results[which] = _raised(lambda cls=cls, kw=kw, mi=mi, dtype=dtype:
+                                             _make(cls, mi, dtype, True, **kw))
                 else:
                     module = _make(cls, mi, dtype, True, **kw)
-                    results[which] = _raised(lambda m=module: m(*_copy(mi.forward_input.args),
-                                                                **_copy(mi.forward_input.kwargs)))
+                    results[which] = _raised(lambda m=module, call=mi.forward_input:
+                                             m(*_copy(call.args), **_copy(call.kwargs)))
             what = f"nn.{name}({mi.desc or '...'}) {impl} {dtype}"
             assert isinstance(results["torch"], err.error_type), f"{what}: torch itself raised {results['torch']!r}"
             ran += 1

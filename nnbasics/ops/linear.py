@@ -75,7 +75,7 @@ class Linear(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias = inputs
+        x, weight, _bias = inputs
         needs_x, needs_w, _ = ctx.needs_input_grad
         ctx.save_for_backward(x if needs_w else None, weight if needs_x else None)
         ctx.save_for_forward(x, weight)

@@ -184,11 +184,11 @@ def _run(name, check, target, timeout, interrupts) -> Result:
     except Skip as exc:
         message, status = str(exc), "skip"
     except CheckTimeout as exc:
-        message, status = (f"{exc}: the function under test (or compiling it) did not finish; look for an endless "
-                           "loop, or pass a larger timeout=", "fail")
+        message, status = ((f"{exc}: the function under test (or compiling it) did not finish; look for an endless "
+                            "loop, or pass a larger timeout="), "fail")
     except SystemExit as exc:
-        message, status = (f"the function under test called sys.exit({exc.code!r}) (SystemExit): a Function must "
-                           "return or raise, never end the process", "fail")
+        message, status = ((f"the function under test called sys.exit({exc.code!r}) (SystemExit): a Function must "
+                            "return or raise, never end the process"), "fail")
     except KeyboardInterrupt:
         if interrupts.real:
             raise

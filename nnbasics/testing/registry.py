@@ -128,7 +128,7 @@ def linear_make(batch, fan_in, fan_out, device, dtype, requires_grad):
 
 
 def _linear_make(n, device, dtype, requires_grad):
-    side = max(1, int(round(n**0.5)))
+    side = max(1, round(n**0.5))
     return linear_make(side, side, side, device, dtype, requires_grad)
 
 

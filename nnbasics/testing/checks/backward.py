@@ -92,28 +92,28 @@ def grad_metadata(t):
         got = _backward_on_copies(node, grad_outputs)
         extra = got[len(want):]
         if len(got) < len(want) or any(g is not None for g in extra):
-            problems.append(("fail", f"{name}.backward returned {len(got)} value(s) for {len(want)} forward input(s): "
-                             "return one gradient per input of forward, None for those without one (non-tensors too)"))
+            problems.append(("fail", (f"{name}.backward returned {len(got)} value(s) for {len(want)} forward input(s): "
+                              "return one gradient per input of forward, None for those without one (non-tensors too)")))
             return
         for i, (g, m) in enumerate(zip(got, want)):
             if g is not None and not isinstance(g, torch.Tensor):
-                problems.append(("fail", f"{name}.backward returned a {type(g).__name__} for input {i}: return a "
-                                 "tensor or None"))
+                problems.append(("fail", (f"{name}.backward returned a {type(g).__name__} for input {i}: return a "
+                                  "tensor or None")))
             elif g is not None and m is not None:
                 shape, to = tuple(m.shape), tuple(g.shape)
                 if to != shape and _expandable(shape, to):
-                    problems.append(("warn", f"{name}.backward returned a gradient of shape {to} for input {i} of shape "
-                                     f"{shape}: autograd sums it over the broadcast dims, which is right but costs a "
-                                     "tensor of the larger shape and a reduction in the engine; return "
-                                     ".sum_to_size(input.shape) yourself"))
+                    problems.append(("warn", (f"{name}.backward returned a gradient of shape {to} for input {i} of shape "
+                                      f"{shape}: autograd sums it over the broadcast dims, which is right but costs a "
+                                      "tensor of the larger shape and a reduction in the engine; return "
+                                      ".sum_to_size(input.shape) yourself")))
                 elif to != shape:
-                    problems.append(("fail", f"{name}.backward returned a gradient of shape {to} for input {i} of shape "
-                                     f"{shape}, which autograd refuses: return exactly the input's shape (the "
-                                     "gradient of a (m, n) input is (m, n); reduce broadcast dims with .sum_to_size)"))
+                    problems.append(("fail", (f"{name}.backward returned a gradient of shape {to} for input {i} of shape "
+                                      f"{shape}, which autograd refuses: return exactly the input's shape (the "
+                                      "gradient of a (m, n) input is (m, n); reduce broadcast dims with .sum_to_size)")))
                 elif g.dtype != m.dtype or g.device != m.device:
-                    problems.append(("fail", f"{name}.backward returned {_meta(g)} for input {i}, which is {_meta(m)}; "
-                                     "autograd silently casts it (and the precision lost is lost): compute the "
-                                     "gradient in the input's dtype and device"))
+                    problems.append(("fail", (f"{name}.backward returned {_meta(g)} for input {i}, which is {_meta(m)}; "
+                                      "autograd silently casts it (and the precision lost is lost): compute the "
+                                      "gradient in the input's dtype and device")))
 
     engine_error = probe(t, t.make(), visit)
     verdict(problems)
@@ -166,28 +166,28 @@ def needs_input_grad(t):
                 got = _backward_on_copies(node, grad_outputs)
             except Exception as exc:  # noqa: BLE001 - the Function's own error is the finding
                 if _none_saved(exc, node):
-                    problems.append(("fail", f"with only input {k} requiring grad, {name}.backward raised "
-                                     f"{describe(exc)}: a tensor it reads was saved as None because "
-                                     "ctx.needs_input_grad said no gradient needs it, but the gradient of input "
-                                     f"{k} does; save each tensor whenever a gradient that reads it is needed"))
+                    problems.append(("fail", (f"with only input {k} requiring grad, {name}.backward raised "
+                                      f"{describe(exc)}: a tensor it reads was saved as None because "
+                                      "ctx.needs_input_grad said no gradient needs it, but the gradient of input "
+                                      f"{k} does; save each tensor whenever a gradient that reads it is needed")))
                 else:
-                    problems.append(("fail", f"with only input {k} requiring grad, {name}.backward raised "
-                                     f"{describe(exc)}: backward must work for any subset of inputs requiring grad"))
+                    problems.append(("fail", (f"with only input {k} requiring grad, {name}.backward raised "
+                                      f"{describe(exc)}: backward must work for any subset of inputs requiring grad")))
                 return
             for i, (g, need) in enumerate(zip(got, node.needs_input_grad)):
                 if not need and isinstance(g, torch.Tensor):
-                    problems.append(("warn", f"{name}.backward computes a gradient for input {i} although "
-                                     f"ctx.needs_input_grad[{i}] is False (only input {k} requires grad): time spent "
-                                     f"on a result autograd throws away; compute it only `if ctx.needs_input_grad[{i}]`, "
-                                     "else return None"))
+                    problems.append(("warn", (f"{name}.backward computes a gradient for input {i} although "
+                                      f"ctx.needs_input_grad[{i}] is False (only input {k} requires grad): time spent "
+                                      f"on a result autograd throws away; compute it only `if ctx.needs_input_grad[{i}]`, "
+                                      "else return None")))
 
         probe(t, t.make(grad=[k]), visit)
         if not problems:
             for s, what in _unread_saved(t, k):
-                problems.append(("warn", f"with only input {k} requiring grad, saved tensor #{s} ({what}) is not read "
-                                 "by that gradient: memory kept alive until backward for nothing; save each tensor "
-                                 "only when the gradient that reads it is needed (ctx.needs_input_grad in "
-                                 "setup_context or forward), and if only its shape is needed, save the shape"))
+                problems.append(("warn", (f"with only input {k} requiring grad, saved tensor #{s} ({what}) is not read "
+                                  "by that gradient: memory kept alive until backward for nothing; save each tensor "
+                                  "only when the gradient that reads it is needed (ctx.needs_input_grad in "
+                                  "setup_context or forward), and if only its shape is needed, save the shape")))
     verdict(problems[:2] if all(level == "warn" for level, _ in problems) else problems)
     if len(t.diff) == 1:
         return "backward returns None for every input that needs no gradient, and reads every tensor it saves"

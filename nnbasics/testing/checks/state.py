@@ -58,15 +58,15 @@ def ctx_tensors(t):
                     cycle = cycle or where in outs_
                     role = "an output (a reference cycle)" if where in outs_ else "an input" if where in ins else \
                         "a tensor that requires grad"
-                    problems.append(("fail", f"{kept}, {role}, as an attribute: saved-tensor hooks (checkpointing, "
-                                     "offloading) never see it, and autograd cannot tell when it is modified in "
-                                     "place before backward; save it with ctx.save_for_backward "
-                                     "(ctx.save_for_forward for jvp), keep only non-tensors on ctx"))
+                    problems.append(("fail", (f"{kept}, {role}, as an attribute: saved-tensor hooks (checkpointing, "
+                                      "offloading) never see it, and autograd cannot tell when it is modified in "
+                                      "place before backward; save it with ctx.save_for_backward "
+                                      "(ctx.save_for_forward for jvp), keep only non-tensors on ctx")))
                 else:
-                    problems.append(("warn", f"{kept}, neither an input nor an output nor requiring grad: no cycle and "
-                                     "no wrong result, but saved-tensor hooks (offloading, checkpointing) do not see "
-                                     "it, so its memory stays where it is until backward; save it with "
-                                     "ctx.save_for_backward if that matters"))
+                    problems.append(("warn", (f"{kept}, neither an input nor an output nor requiring grad: no cycle and "
+                                      "no wrong result, but saved-tensor hooks (offloading, checkpointing) do not see "
+                                      "it, so its memory stays where it is until backward; save it with "
+                                      "ctx.save_for_backward if that matters")))
                 break
     try:
         verdict(problems)

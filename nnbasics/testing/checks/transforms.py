@@ -11,11 +11,11 @@ from .derivatives import functions_without_jvp
 
 _FUNC_HINTS = (
     ("data-dependent", "no Python branching on tensor values inside the Function (use torch.where)"),
-    ("setup_context", "split forward(ctx, *args) into forward(*args) (no ctx) and setup_context(ctx, inputs, "
-                      "output) (the ctx.save_for_backward and ctx attributes), and set generate_vmap_rule = True"),
+    ("setup_context", ("split forward(ctx, *args) into forward(*args) (no ctx) and setup_context(ctx, inputs, "
+                       "output) (the ctx.save_for_backward and ctx attributes), and set generate_vmap_rule = True")),
     ("vmap", "set generate_vmap_rule = True in the Function (or write its vmap staticmethod)"),
-    ("saved", "save only inputs and outputs of forward (return an intermediate as an extra output, "
-              "marked non-differentiable, to save it)"),
+    ("saved", ("save only inputs and outputs of forward (return an intermediate as an extra output, "
+               "marked non-differentiable, to save it)")),
 )
 
 
