@@ -38,7 +38,7 @@ OWN_VENV = bool(os.environ.get("NNBASICS_VENV"))
 VENV = ROOT / os.environ.get("NNBASICS_VENV", ".venv")
 MARKER = VENV / ".nnbasics-setup"
 TORCH = os.environ.get("NNBASICS_TORCH", "torch==2.13.0")
-MIN_TORCH = (2, 4)
+MIN_TORCH = (2, 13)  # pyproject.toml's floor
 EXTRAS = {"tqdm": "tqdm>=4.60", "pytest": "pytest>=7", "expecttest": "expecttest>=0.1", "matplotlib": "matplotlib>=3.5",
           "nbmake": "nbmake>=1.5",  # nbmake (with ipykernel): runs docs/notebooks/ in the test suite
           "ruff": "ruff>=0.17,<0.18"}

@@ -1,11 +1,11 @@
 """Everything a first GPU should run, in one command that fits one 10-minute call of the device tool.
 
-    python -m benchmarks.gpu --out DIR                      # on CUDA: about 8 minutes in all
+    python -m benchmarks.gpu --out DIR                      # on CUDA: stopped by 460 s, under 8 minutes
     python -m benchmarks.gpu --out DIR --device cpu --quick # the dry run (tests/test_gpu_command.py)
     python -m benchmarks.gpu --pack-data .mnist             # once, here: MNIST into a folder that travels
 
 Each step is a command of its own (a fresh process with its own time budget; a step that runs
-past it is killed with all its children and the next one starts), in this order:
+past it is stopped with all its children and the next one starts), in this order:
 
 1. ``tests``: every CUDA-parametrised test (``pytest -m cuda``: autocast float16/bfloat16,
    ``torch.compile`` with Triton, ``torch.func``, the fused path, soft targets, layouts, the
