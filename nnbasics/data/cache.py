@@ -10,6 +10,7 @@ half-written or unverified file is ever left in the cache.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pathlib
 import sys
@@ -91,10 +92,7 @@ def find_file(folder: pathlib.Path, name: str):
 def file_bytes(role: str) -> int:
     """The size of ``role``'s uncompressed IDX file: the most any source may hand in for it."""
     shape = SHAPES[role]
-    numel = 1
-    for n in shape:
-        numel *= n
-    return 4 + 4 * len(shape) + numel
+    return 4 + 4 * len(shape) + math.prod(shape)
 
 
 def read_role(role: str, path) -> bytearray:

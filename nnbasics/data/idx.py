@@ -14,6 +14,7 @@ other module raises it too.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pathlib
 import struct
@@ -62,24 +63,14 @@ def header_size(data, path):
     if len(data) < header:
         raise CorruptFile(f"{path} is truncated: the {ndim}-d IDX header needs {header} bytes, file has {len(data)}")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    strides = 1
-    for n in shape:
-        strides *= max(n, 1)
-    if strides >= 1 << 63:  # torch computes strides in int64, even for a shape with a 0 in it
+    if math.prod(max(n, 1) for n in shape) >= 1 << 63:  # torch computes strides in int64, even for a shape with a 0 in it
         raise CorruptFile(f"{path}: IDX header says shape {tuple(shape)}, too large for any array")
     return header, tuple(shape)
 
 
-def _numel(shape) -> int:
-    numel = 1
-    for n in shape:
-        numel *= n
-    return numel
-
-
 def _size_error(path, shape, header, have) -> CorruptFile:
     """The error for a body of ``have`` bytes (None: more than promised) after an IDX header."""
-    want = header + _numel(shape)
+    want = header + math.prod(shape)
     if have is None:
         return CorruptFile(f"{path} inflates to more than the {want} bytes its IDX header promises "
                            f"(shape {shape}); delete it and fetch it again")
@@ -104,7 +95,7 @@ def read_bounded(f, size: int, path, max_bytes=None) -> bytearray:
         if len(head) == 4:
             head += stream.read(min(4 * head[3], _MAX_HEADER))
         header, shape = header_size(head, path)
-        total = header + _numel(shape)
+        total = header + math.prod(shape)
         if max_bytes is not None and total > max_bytes:
             raise CorruptFile(f"{path}: IDX header says shape {shape} = {total} bytes, more than the "
                               f"{max_bytes} this file may hold; delete it and fetch it again")
@@ -147,13 +138,13 @@ def parse_idx(data, path) -> torch.Tensor:
     A bytearray (what ``read_bytes`` returns) is shared by the tensor, not copied.
     """
     header, shape = header_size(data, path)
-    if len(data) != header + _numel(shape):
+    if len(data) != header + math.prod(shape):
         raise _size_error(path, shape, header, len(data))
-    if _numel(shape) == 0:
+    if math.prod(shape) == 0:
         return torch.zeros(shape, dtype=torch.uint8)
     # torch.frombuffer wants a writable buffer; the tensor shares its memory.
     buf = data if isinstance(data, bytearray) else bytearray(data)
-    flat = torch.frombuffer(buf, dtype=torch.uint8, offset=header, count=_numel(shape))
+    flat = torch.frombuffer(buf, dtype=torch.uint8, offset=header, count=math.prod(shape))
     return flat.reshape(shape)
 
 
