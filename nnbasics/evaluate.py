@@ -17,7 +17,6 @@ import argparse
 import json
 import pathlib
 import sys
-import warnings
 
 import torch
 
@@ -26,7 +25,7 @@ from . import precision, train
 from .cli import ConfigError, Parser, exit_with, resolve_device
 from .config import DTYPES, Config
 from .nn import ACTIVATIONS, MLP
-from .runs import MODEL, SUMMARY, error_line
+from .runs import MODEL, SUMMARY, load_user_file
 from .train import EVAL_BATCH_SIZE
 
 
@@ -79,7 +78,8 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
         hint = " (the run has not finished: resume it with python -m nnbasics.train --resume DIR)" if path.is_dir() else ""
         raise ConfigError(f"{path}: no {MODEL} there{hint}")
     summary_path = model_path.parent / SUMMARY
-    config = read_config(summary_path) if summary_path.is_file() else {}
+    summary = read_summary(summary_path) if summary_path.is_file() else {}
+    config = summary.get("config", {})
     if activation is not None:
         config["activation"] = activation
     if dataset is not None:
@@ -88,13 +88,8 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
     if hidden is not None and config.get("hidden") not in (None, list(hidden)):
         raise ConfigError(f"--hidden {' '.join(map(str, hidden))}: {summary_path} says the run used "
                           f"{' '.join(map(str, config['hidden']))}")
-    try:
-        with warnings.catch_warnings():  # torch warns before it refuses some foreign pickles: one line is enough
-            warnings.simplefilter("ignore")
-            state_dict = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a user's file (text, cut zip, refused pickle): one line, whatever it is
-        raise nndata.DataError(f"{model_path}: cannot load it ({type(e).__name__}: {error_line(e)}); "
-                               f"pass a model.pt written by nnbasics.train") from None
+    state_dict = load_user_file(model_path, nndata.DataError, "cannot load it",
+                                "; pass a model.pt written by nnbasics.train")
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise nndata.DataError(f"{model_path}: holds a {type(state_dict).__name__}, not a state_dict of an "
                                f"MLP's weights; pass a model.pt written by nnbasics.train")
@@ -103,11 +98,11 @@ def load_run(path, *, hidden=None, activation=None, dataset=None):
         model = model_from_state_dict(state_dict, config.get("activation", "relu"), hidden, config.get("impl", "builtin"))
     except (RuntimeError, KeyError, ValueError, IndexError) as e:
         raise nndata.DataError(f"{model_path}: cannot load it as an MLP ({str(e).splitlines()[0]})") from None
-    return model, config
+    return model, config, summary
 
 
-def read_config(summary_path) -> dict:
-    """The ``config`` dict of a run's summary.json; DataError naming the file when it has none."""
+def read_summary(summary_path) -> dict:
+    """A run's summary.json, holding a ``config`` dict; DataError naming the file when it does not."""
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -117,7 +112,7 @@ def read_config(summary_path) -> dict:
         what = "no config" if isinstance(summary, dict) else f"a JSON {type(summary).__name__}"
         raise nndata.DataError(f"{summary_path}: holds {what}, not nnbasics.train's summary; evaluate the "
                                f"model.pt on its own by passing its path")
-    return summary["config"]
+    return summary
 
 
 def check_run_config(config: dict, summary_path) -> None:
@@ -158,7 +153,7 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     try:
         device = resolve_device(args.device)
-        model, config = load_run(args.path, hidden=args.hidden, activation=args.activation, dataset=args.dataset)
+        model, config, summary = load_run(args.path, hidden=args.hidden, activation=args.activation, dataset=args.dataset)
         dataset = config.get("dataset", "mnist")
         test = nndata.load_splits(dataset, data_dir=args.data_dir, device=device, quiet=args.quiet).test
     except nndata.DataError as e:
@@ -180,19 +175,19 @@ def main(argv=None) -> int:
     correct = int((pred == test.labels).sum())
     smoothed = f" with label smoothing {smoothing:g}, as in training" if smoothing else ""
     print(f"test accuracy {accuracy:.2%} ({correct}/{len(test)}) on {dataset}, loss {loss:.4f}{smoothed}")
-    for line in agreement(args.path, config, accuracy, loss, device, amp):
+    for line in agreement(summary, args.path, config, accuracy, loss, device, amp):
         print(line)
     print(format_confusion(confusion_matrix(test.labels, pred).cpu()))
     return 0
 
 
-def agreement(path, config: dict, accuracy: float, loss: float, device, amp: bool) -> list:
-    """Which weights these are, and whether the run's summary.json says the same numbers (at the
-    printed precision); where it does not, every difference of the set-up that can explain it."""
-    summary_path = (pathlib.Path(path) if pathlib.Path(path).is_dir() else pathlib.Path(path).parent) / SUMMARY
-    if not summary_path.is_file():
+def agreement(summary: dict, path, config: dict, accuracy: float, loss: float, device, amp: bool) -> list:
+    """Which weights these are, and whether the run's ``summary`` (its summary.json as load_run read
+    it, {} when there is none) says the same numbers (at the printed precision); where it does not,
+    every difference of the set-up that can explain it."""
+    if not summary:
         return ["weights: a model.pt without its summary.json: nothing to compare with"]
-    summary = json.loads(summary_path.read_text())  # load_run has read it as JSON already
+    summary_path = (pathlib.Path(path) if pathlib.Path(path).is_dir() else pathlib.Path(path).parent) / SUMMARY
     epochs = summary.get("epochs_run", "?")
     if config.get("patience") and summary.get("best_epoch"):
         weights = f"the best epoch's ({summary['best_epoch']} of {epochs}, kept by --patience)"

@@ -270,18 +270,24 @@ def load_checkpoint(run_dir) -> dict:
     path = pathlib.Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; pass the folder of an earlier run")
-    try:
-        with warnings.catch_warnings():  # torch warns before it refuses some foreign pickles: one line is enough
-            warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a user's file, truncated or foreign: one line, whatever torch raises
-        raise BrokenCheckpoint(f"{path}: cannot read it as a checkpoint ({type(e).__name__}: {error_line(e)})"
-                               ) from None
+    checkpoint = load_user_file(path, BrokenCheckpoint, "cannot read it as a checkpoint")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):
         what = (f"a {type(checkpoint).__name__}" if not isinstance(checkpoint, dict) else
                 f"a config that is a {type(checkpoint.get('config')).__name__}")
         raise BrokenCheckpoint(f"{path}: holds {what}, not a config dict; it is not a checkpoint of nnbasics.train")
     return checkpoint
+
+
+def load_user_file(path, error: type, what: str, fix: str = ""):
+    """``torch.load(path, weights_only=True)`` of a file the user names; whatever torch raises (text,
+    a truncated zip, a pickle weights_only refuses) becomes ``error`` in one line: "{path}: {what}
+    (Type: first line){fix}". torch's warnings before some refusals are silenced: one line is enough."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a user's file: one line, whatever torch raises
+        raise error(f"{path}: {what} ({type(e).__name__}: {error_line(e)}){fix}") from None
 
 
 def error_line(error: BaseException) -> str:
@@ -333,10 +339,7 @@ def resume_config(config, checkpoint: dict):
     """
     cls = type(config)
     path = pathlib.Path(config.resume or ".") / CHECKPOINT
-    stored = checkpoint.get("config") if isinstance(checkpoint, dict) else None
-    if not isinstance(stored, dict):
-        raise BrokenCheckpoint(f"{path}: its config is a {type(stored).__name__}, not a dict; it is not a checkpoint "
-                        f"of nnbasics.train")
+    stored = checkpoint["config"]  # a dict: load_checkpoint checked it
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(stored) - set(fields)))
     if unknown:
