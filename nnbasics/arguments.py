@@ -112,25 +112,15 @@ def softmax_dim(name: str, input: torch.Tensor, dim, stacklevel: int = 3) -> int
 
 # --------------------------------------------------------------------------- losses
 
-def _floating_logits(input) -> None:
-    if not input.is_floating_point():  # torch: NotImplementedError from the log_softmax kernel
-        raise NotImplementedError(f"cross_entropy: input must be floating point (logits), got {input.dtype}; "
-                                  "convert with input.float()")
-
-
 def _class_dim(input) -> None:
     if input.dim() == 0:  # torch: IndexError, as for any dimension that is not there
         raise IndexError("cross_entropy: input must have a class dimension, got a 0-d tensor")
 
 
-def _logits(input) -> None:
-    _floating_logits(input)
-    _class_dim(input)
-
-
 def class_targets(input, target, ignore_index) -> None:
     """Shape, dtype and range of class-index targets for cross-entropy."""
-    _logits(input)
+    floating("cross_entropy", input)  # torch: NotImplementedError from the log_softmax kernel
+    _class_dim(input)
     if target.dtype not in (torch.int64, torch.uint8):
         hint = (
             f"probability (soft) targets must have the input's shape {tuple(input.shape)}"
@@ -168,7 +158,7 @@ def class_targets(input, target, ignore_index) -> None:
 def probability_targets(input, target, ignore_index) -> None:
     """Dtypes and options of a target of class probabilities: one of the input's shape, which is
     how torch tells probabilities from class indices."""
-    _floating_logits(input)
+    floating("cross_entropy", input)
     if not target.is_floating_point():
         batch = tuple(input.shape[:1] + input.shape[2:]) if input.dim() > 1 else ()
         raise RuntimeError(
