@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # python benchmarks/graphs.py: import from the re
 import torch
 
 from benchmarks import common
-from benchmarks.train import PRECISIONS, add_threads_option, first_batch, step_options
+from benchmarks.train import add_step_options, first_batch, step_options
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
@@ -109,18 +109,9 @@ def markdown(result) -> str:
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.graphs", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
-                        help="device (default: cuda if usable, else cpu, where only the eager step is timed)")
+    add_step_options(parser, batch_sizes="256,1024", min_run_time=0.2, device_note=", where only the eager step is timed")
     parser.add_argument("--impls", default=",".join(MLP_IMPLS), help=f"comma-separated subset of {','.join(MLP_IMPLS)}")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS),
-                        help="comma-separated subset of float32,bfloat16 (float32 weights under bfloat16 autocast)")
-    parser.add_argument("--batch-sizes", default="256,1024", help="batch sizes (default: 256,1024)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
-    parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds per timed block (default: 0.2)")
     parser.add_argument("--quick", action="store_true", help="a smoke test: a 784-64-10 MLP, batch 128, one short round")
-    add_threads_option(parser)
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
     args = parser.parse_args(argv)
     precisions, batch_sizes = step_options(parser, args)
     impls = args.impls.split(",")

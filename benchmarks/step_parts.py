@@ -36,7 +36,7 @@ import sys
 import torch
 
 from benchmarks import common
-from benchmarks.train import PRECISIONS, add_threads_option, first_batch, matmul_floor, step_options
+from benchmarks.train import add_step_options, first_batch, matmul_floor, step_options
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
@@ -108,17 +108,8 @@ def profile_parts(config, x, y, device, amp, steps=10):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.step_parts", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
-                        help="device (default: cuda if usable, else cpu)")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS),
-                        help=f"comma-separated subset of {','.join(PRECISIONS)} (bfloat16: bfloat16 autocast)")
-    parser.add_argument("--batch-sizes", default="128,1024", help="batch sizes (default: 128,1024)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
-    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timed block (default: 0.5)")
+    add_step_options(parser, batch_sizes="128,1024", min_run_time=0.5)
     parser.add_argument("--quick", action="store_true", help="a smoke test: a 784-64-10 MLP, batch 32, one short round")
-    add_threads_option(parser)
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
     args = parser.parse_args(argv)
     precisions, batch_sizes = step_options(parser, args)
     device = torch.device(args.device)

@@ -181,10 +181,23 @@ def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epo
             "history": history}
 
 
-def add_threads_option(parser):
+def add_step_options(parser, *, batch_sizes: str, min_run_time: float, device_note: str = ""):
+    """The options of the step benchmarks (this one, step_parts, graphs), parsed by ``step_options``:
+    --device, --precisions, --batch-sizes, --rounds, --min-run-time, --threads, --json, --markdown."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
+                        help=f"device (default: cuda if usable, else cpu{device_note})")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help=f"comma-separated subset of {','.join(PRECISIONS)} (bfloat16: float32 weights under "
+                             f"bfloat16 autocast)")
+    parser.add_argument("--batch-sizes", default=batch_sizes, help=f"batch sizes of the step timing (default: {batch_sizes})")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
+    parser.add_argument("--min-run-time", type=float, default=min_run_time,
+                        help=f"seconds per timed block (default: {min_run_time})")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch.get_num_threads(); on a machine shared with "
                              "other jobs, 1 avoids threads waiting for each other's time slices)")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
 
 
 def step_options(parser, args):
@@ -208,29 +221,18 @@ def step_options(parser, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
-                        help="device (default: cuda if usable, else cpu)")
+    add_step_options(parser, batch_sizes="128,256,1024", min_run_time=1.0)
     parser.add_argument("--impls", default=",".join(IMPLS),
                         help=f"comma-separated subset of {','.join(IMPLS)} (builtin: torch.optim's defaults; "
                              f"builtin-tuned: nnbasics' optimizer choice)")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS),
-                        help=f"comma-separated subset of {','.join(PRECISIONS)} (bfloat16: float32 weights under "
-                             f"bfloat16 autocast)")
-    parser.add_argument("--batch-sizes", default="128,256,1024",
-                        help="batch sizes of the step timing (default: 128,256,1024)")
     parser.add_argument("--preset", choices=tuple(nntrain.PRESETS), default=None,
                         help="train this preset's recipe (default: the default one)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-time-to-accuracy", action="store_true", help="skip the time-to-accuracy runs")
     parser.add_argument("--targets", default="0.98,0.985", help="test accuracies to reach (default: 0.98,0.985)")
     parser.add_argument("--max-epochs", type=int, default=None, help="give up after this many epochs (default: the recipe's)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default: 5)")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timed block (default: 1.0)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: a 784-64-10 MLP, batch 128, one short round, time-to-accuracy on 5000 samples")
-    add_threads_option(parser)
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write Markdown tables (for the README)")
     args = parser.parse_args(argv)
     precisions, batch_sizes = step_options(parser, args)
     impls = args.impls.split(",")
