@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark
 
+from nnbasics import allocator
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -231,6 +233,7 @@ def environment(device: torch.device, dtype: torch.dtype, program: str, argv) ->
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "allocator": allocator.status(),
         "cpus": os.cpu_count(),
         "load_average": load_average(),
         "timer": timer_name(device),

@@ -37,6 +37,7 @@ if __package__ in (None, ""):  # python benchmarks/train.py: import from the rep
 import torch
 
 from benchmarks import common
+from nnbasics import allocator
 from nnbasics import data as nndata
 from nnbasics import files
 from nnbasics import train as nntrain
@@ -106,6 +107,30 @@ def matmul_floor(sizes, batch_size, device, amp):
     return run
 
 
+def parameter_floor(config, sizes, device, amp):
+    """What the step must do with its float32 parameters besides multiplying, as a callable: the
+    optimiser step (``nntrain.make_optimizer``'s, over parameters and gradients of the step's shapes)
+    and, under ``amp``, the two casts autocast makes of each weight: the weight to bfloat16 for the
+    forward, its bfloat16 gradient to float32 for the optimiser. No step with float32 parameters
+    avoids them; ``floor`` + this is the least such a step can take."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    params = torch.nn.ParameterList()
+    for n_in, n_out in itertools.pairwise(sizes):
+        params.append(torch.randn(n_out, n_in, generator=gen, device=device))
+        params.append(torch.randn(n_out, generator=gen, device=device))
+    grads = [torch.randn(p.shape, generator=gen, device=device).to(torch.bfloat16 if amp else torch.float32)
+             for p in params]
+    optimizer = nntrain.make_optimizer(config, params)
+
+    def run():
+        for p, g in zip(params, grads):
+            if amp:
+                p.detach().to(torch.bfloat16)
+            p.grad = g.to(torch.float32) if amp else g
+        optimizer.step()
+    return run
+
+
 def step_times(config, data, device, batch_size, variants, rounds, min_run_time):
     """Median seconds per training step of each variant (and of each precision's ``floor``,
     ``matmul_floor``, timed with them), and the compile time of compiled ones."""
@@ -114,6 +139,7 @@ def step_times(config, data, device, batch_size, variants, rounds, min_run_time)
     sizes = [x.shape[1], *config.hidden, nndata.NUM_CLASSES]
     for amp in sorted({amp for _, _, amp in variants}):
         fns[_name("floor", False, amp)] = matmul_floor(sizes, batch_size, device, amp)
+        fns[_name("params", False, amp)] = parameter_floor(config, sizes, device, amp)
     for impl, compiled, amp in variants:
         name = _name(impl, compiled, amp)
         model, optimizer, loss_fn = _setup(config, device, compiled, impl)
@@ -183,7 +209,7 @@ def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epo
 
 def add_step_options(parser, *, batch_sizes: str, min_run_time: float, device_note: str = ""):
     """The options of the step benchmarks (this one, step_parts, graphs), parsed by ``step_options``:
-    --device, --precisions, --batch-sizes, --rounds, --min-run-time, --threads, --json, --markdown."""
+    --device, --precisions, --batch-sizes, --rounds, --min-run-time, --threads, --malloc-defaults, --json, --markdown."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if common.cuda_usable() else "cpu",
                         help=f"device (default: cuda if usable, else cpu{device_note})")
     parser.add_argument("--precisions", default=",".join(PRECISIONS),
@@ -196,6 +222,9 @@ def add_step_options(parser, *, batch_sizes: str, min_run_time: float, device_no
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch.get_num_threads(); on a machine shared with "
                              "other jobs, 1 avoids threads waiting for each other's time slices)")
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="leave glibc's malloc settings as they are (default: keep freed memory for reuse, "
+                             "as nnbasics.train does, for every variant: nnbasics/allocator.py)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
 
@@ -209,6 +238,8 @@ def step_options(parser, args):
         if args.threads < 1:
             parser.error(f"--threads {args.threads}: give a positive number of CPU threads, e.g. 1")
         torch.set_num_threads(args.threads)
+    if not args.malloc_defaults:
+        allocator.keep_freed_memory()
     precisions = args.precisions.split(",")
     if set(precisions) - set(PRECISIONS):
         parser.error(f"--precisions: unknown {sorted(set(precisions) - set(PRECISIONS))}; choose from {PRECISIONS}")
@@ -261,10 +292,11 @@ def main(argv=None):
         times, compile_s = step_times(config, data, device, batch_size, variants, args.rounds, args.min_run_time)
         for impl, compiled, amp in variants:
             name, base = _name(impl, compiled, amp), times.get(_name("builtin", False, amp))
-            seconds, floor = times[name], times[_name("floor", False, amp)]
+            seconds, floor, params = times[name], times[_name("floor", False, amp)], times[_name("params", False, amp)]
             steps.append({"batch_size": batch_size, "variant": name, "precision": "bfloat16" if amp else "float32",
-                          "step_ms": seconds * 1e3, "floor_ms": floor * 1e3, "samples_per_s": batch_size / seconds,
-                          "ratio": seconds / base if base else None, "vs_floor": seconds / floor,
+                          "step_ms": seconds * 1e3, "floor_ms": floor * 1e3, "params_ms": params * 1e3,
+                          "samples_per_s": batch_size / seconds, "ratio": seconds / base if base else None,
+                          "vs_floor": seconds / floor, "vs_floor_params": seconds / (floor + params),
                           "compile_s": compile_s.get(name)})
     saved = saved_bytes(config, data, device, impls)
     saved_rows = [{"impl": impl, "total_bytes": t, "unique_bytes": u,
@@ -278,11 +310,11 @@ def main(argv=None):
 
     lines = [f"# {env['command']}  ({env['device_name']}, torch {env['torch']}, {env['threads']} threads, {env['date']})",
              f"load average {env['load_average']}", "",
-             (f"{'batch':>6} {'variant':<24} {'step ms':>9} {'floor ms':>9} {'vs floor':>9} {'samples/s':>11} "
-              f"{'vs builtin':>11} {'compile s':>10}")]
+             (f"{'batch':>6} {'variant':<24} {'step ms':>9} {'floor ms':>9} {'vs floor':>9} {'params ms':>10} "
+              f"{'vs both':>8} {'samples/s':>11} {'vs builtin':>11} {'compile s':>10}")]
     for r in steps:
         lines.append(f"{r['batch_size']:>6} {r['variant']:<24} {r['step_ms']:>9.2f} {r['floor_ms']:>9.2f} "
-                     f"{r['vs_floor']:>9.2f} {r['samples_per_s']:>11.0f} "
+                     f"{r['vs_floor']:>9.2f} {r['params_ms']:>10.2f} {r['vs_floor_params']:>8.2f} {r['samples_per_s']:>11.0f} "
                      f"{_fmt(r['ratio'], '.2f'):>11} {_fmt(r['compile_s'], '.1f'):>10}")
     lines += ["", f"{'impl':<10} {'saved total KiB':>16} {'vs builtin':>11} {'saved unique KiB':>17} {'vs builtin':>11}"]
     for r in saved_rows:
@@ -314,13 +346,15 @@ def markdown(result):
     out = [(f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
             f"load average {env['load_average']}, {env['date']})"), "",
            ("`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
-            "alternately with the steps; `builtin`: torch.nn with torch.optim's defaults; `builtin-tuned`: torch.nn "
-            "with nnbasics' optimizer choice."), "",
-           "| batch | variant | step ms | floor ms | step / floor | samples/s | step / builtin eager | compile s |",
-           "|---|---|---|---|---|---|---|---|"]
+            "alternately with the steps; `params`: the optimiser step and, under bfloat16 autocast, the weight and "
+            "gradient casts, alone (``parameter_floor``), timed with them; `builtin`: torch.nn with torch.optim's "
+            "defaults; `builtin-tuned`: torch.nn with nnbasics' optimizer choice."), "",
+           "| batch | variant | step ms | floor ms | step / floor | params ms | step / (floor + params) | samples/s "
+           "| step / builtin eager | compile s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:
         out.append(f"| {r['batch_size']} | {r['variant']} | {r['step_ms']:.2f} | {r['floor_ms']:.2f} | "
-                   f"{r['vs_floor']:.2f} | {r['samples_per_s']:.0f} | "
+                   f"{r['vs_floor']:.2f} | {r['params_ms']:.2f} | {r['vs_floor_params']:.2f} | {r['samples_per_s']:.0f} | "
                    f"{_fmt(r['ratio'], '.2f')} | {_fmt(r['compile_s'], '.1f')} |")
     out += ["", "| impl | saved for backward, total KiB | vs built-in | unique storages KiB | vs built-in |", "|---|---|---|---|---|"]
     for r in result["saved"]:

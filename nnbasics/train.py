@@ -35,7 +35,7 @@ import torch.nn.functional as TF
 from tqdm import tqdm
 
 from . import data as nndata
-from . import distributed, precision, runs
+from . import allocator, distributed, precision, runs
 from . import functional as F
 from .cli import ConfigError, exit_with, resolve_device
 from .config import DTYPES, PRESETS, Config, check_config, parse_args  # noqa: F401 (re-exported: train.PRESETS)
@@ -237,6 +237,7 @@ def run(config: Config, data=None) -> dict:
     distributed.check_batch_size(world, config.batch_size)
     device = distributed.device_for(world, resolve_device(config.device))
     distributed.start(world, device)
+    allocator.keep_freed_memory()  # each step reuses the last one's memory (no page faults: allocator.py)
     try:
         return _run(config, data, checkpoint, world, device, started)
     finally:
@@ -334,6 +335,7 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
+            "allocator": allocator.status(),
             "world_size": world.size,
             "precision": "bfloat16 autocast" if amp else config.dtype,
             "precision_reason": why,

@@ -27,6 +27,8 @@ infinite grad_y where y <= 0 gives 0, not NaN.
 """
 import torch
 
+from ._masks import where_else_zero
+
 
 def relu_forward(x: torch.Tensor) -> torch.Tensor:
     return x.clamp_min(0)
@@ -45,10 +47,13 @@ def relu_passes(y: torch.Tensor) -> torch.Tensor:
 def relu_derivative_times(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """v · dy/dx, elementwise, from the output y: v where y > 0 (or NaN), 0 elsewhere.
 
-    Written with the comparison ``y <= 0`` rather than ``relu_passes``: compiled
-    (``nnbasics.fused``), the comparison stays in a register, where a bool tensor would be
-    converted and stored."""
-    return torch.where(y <= 0, 0, v)
+    ``where_else_zero`` is ``torch.where(passes, v, 0)``, computed on the CPU without
+    ``torch.where``'s slow loop (see ``_masks.py``). Compiled (``nnbasics.fused``), the
+    comparison ``y <= 0`` is written instead: it stays in a register, where the bool tensor
+    ``relu_passes`` would be converted and stored (5.8× slower, benchmarks/results/README.md)."""
+    if torch.compiler.is_compiling():
+        return torch.where(y <= 0, 0, v)
+    return where_else_zero(relu_passes(y), v)
 
 
 class ReLU(torch.autograd.Function):
