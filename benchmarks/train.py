@@ -347,7 +347,7 @@ def markdown(result):
             f"load average {env['load_average']}, {env['date']})"), "",
            ("`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
             "alternately with the steps; `params`: the optimiser step and, under bfloat16 autocast, the weight and "
-            "gradient casts, alone (``parameter_floor``), timed with them; `builtin`: torch.nn with torch.optim's "
+            "gradient casts, alone (`parameter_floor`), timed with them; `builtin`: torch.nn with torch.optim's "
             "defaults; `builtin-tuned`: torch.nn with nnbasics' optimizer choice."), "",
            "| batch | variant | step ms | floor ms | step / floor | params ms | step / (floor + params) | samples/s "
            "| step / builtin eager | compile s |",

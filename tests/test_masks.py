@@ -17,14 +17,16 @@ def _values(dtype, layout):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("layout", ["contiguous", "column-major"])
-def test_where_else_zero_is_torch_where_bit_for_bit(dtype, layout):
-    v = _values(dtype, layout)
+@pytest.mark.parametrize("layout", ["contiguous", "column-major", "v column-major"])
+@pytest.mark.parametrize("layout_of", ["keep", "v"])
+def test_where_else_zero_is_torch_where_bit_for_bit(dtype, layout, layout_of):
+    v = _values(dtype, "contiguous" if layout == "contiguous" else "column-major")
     keep = torch.rand(v.shape, generator=torch.Generator().manual_seed(1)) < 0.5
     keep[0, :len(SPECIAL)] = torch.tensor([False, False, False, False, True, True, True, True])
     if layout == "column-major":
         keep = keep.t().contiguous().t()
-    mine, ref = where_else_zero(keep, v), torch.where(keep, v, 0)
+    mine = where_else_zero(keep, v, layout_of=layout_of)
+    ref = torch.where(keep, v, 0) if layout_of == "keep" else v.clone().masked_fill_(~keep, 0)
     assert mine.dtype == ref.dtype and mine.stride() == ref.stride()
     bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(dtype, torch.int16)
     assert torch.equal(mine.view(bits), ref.view(bits))  # NaN, inf and the sign of 0 included

@@ -36,12 +36,14 @@ _SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64, torch.
                   torch.float16: torch.int16}
 
 
-def where_else_zero(keep: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def where_else_zero(keep: torch.Tensor, v: torch.Tensor, *, layout_of: str = "keep") -> torch.Tensor:
     """``torch.where(keep, v, 0)``: v where the bool ``keep`` is True, +0 elsewhere (where v is NaN or
-    infinite too), the same bits.
+    infinite too), the same bits, in the layout of ``keep`` as ``torch.where`` gives it, or of v
+    (``layout_of="v"``, as ``v.clone().masked_fill_(~keep, 0)`` gives it).
 
     On the CPU ``torch.where`` takes 0.9 ms for 256 × 1024 elements (torch 2.13 and 2.14, float32 or
-    bfloat16), 10-25× the cost of a multiply (benchmarks/results/README.md, "Selecting by a mask").
+    bfloat16), 4× a multiply by the mask and 8-22× what follows (benchmarks/results/README.md,
+    "Selecting by a mask").
     So a plain CPU tensor outside autograd is selected on its bits: ``keep`` (1 or 0) times v read as
     integers of its size, read back as floats. That is v's own bits where keep holds and all-zero
     bits, +0.0, elsewhere: exactly the selection, NaN and inf included, which a float multiply
@@ -52,6 +54,7 @@ def where_else_zero(keep: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     as_int = _SAME_SIZE_INT.get(v.dtype)
     if (as_int is None or v.device.type != "cpu" or keep.shape != v.shape or torch.compiler.is_compiling()
             or (v.requires_grad and torch.is_grad_enabled()) or not (has_storage(v) and has_storage(keep))):
-        return torch.where(keep, v, 0)
-    # keep first, as in torch.where: the result takes the layout of the condition, as torch.where's does
-    return (keep * v.view(as_int)).view(v.dtype)
+        return torch.where(keep, v, 0) if layout_of == "keep" else v.clone().masked_fill_(torch.logical_not(keep), 0)
+    # the product takes the layout of its first factor
+    bits = keep * v.view(as_int) if layout_of == "keep" else v.view(as_int) * keep
+    return bits.view(v.dtype)

@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from ._masks import where_else_zero
+
 # Significant bits, and the smallest and largest normal magnitudes, of the dtypes that PyTorch's
 # hardtanh compares in float32 ("opmath"): there the bounds may fall between two values of x's dtype.
 _REDUCED = {torch.bfloat16: (8, 2.0**-126, 2.0**128), torch.float16: (11, 2.0**-14, 65504.0)}
@@ -59,9 +61,10 @@ def hardtanh_passes(s: torch.Tensor, min_val: float, max_val: float) -> torch.Te
 def hardtanh_derivative_times(v: torch.Tensor, s: torch.Tensor, min_val: float, max_val: float) -> torch.Tensor:
     """v · dy/dx, elementwise, from s = y (or x): v where lo < s < hi, 0 elsewhere (NaN included).
 
-    Written as a copy of v with the blocked elements set to 0, so that the gradient keeps v's
-    layout as ``hardtanh_backward`` does (``torch.where`` would take the condition's)."""
-    return v.clone().masked_fill_(torch.logical_not(hardtanh_passes(s, min_val, max_val)), 0)
+    The gradient keeps v's layout, as ``hardtanh_backward`` does (``torch.where`` would take the
+    condition's); ``where_else_zero`` avoids the slow CPU loops of ``torch.where`` and
+    ``masked_fill`` (see ``_masks.py``)."""
+    return where_else_zero(hardtanh_passes(s, min_val, max_val), v, layout_of="v")
 
 
 class Hardtanh(torch.autograd.Function):
