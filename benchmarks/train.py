@@ -37,9 +37,8 @@ if __package__ in (None, ""):  # python benchmarks/train.py: import from the rep
 import torch
 
 from benchmarks import common
-from nnbasics import allocator
+from nnbasics import allocator, files
 from nnbasics import data as nndata
-from nnbasics import files
 from nnbasics import train as nntrain
 from nnbasics.nn import MLP_IMPLS
 
@@ -349,8 +348,8 @@ def markdown(result):
             "alternately with the steps; `params`: the optimiser step and, under bfloat16 autocast, the weight and "
             "gradient casts, alone (`parameter_floor`), timed with them; `builtin`: torch.nn with torch.optim's "
             "defaults; `builtin-tuned`: torch.nn with nnbasics' optimizer choice."), "",
-           "| batch | variant | step ms | floor ms | step / floor | params ms | step / (floor + params) | samples/s "
-           "| step / builtin eager | compile s |",
+           ("| batch | variant | step ms | floor ms | step / floor | params ms | step / (floor + params) | samples/s "
+            "| step / builtin eager | compile s |"),
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:
         out.append(f"| {r['batch_size']} | {r['variant']} | {r['step_ms']:.2f} | {r['floor_ms']:.2f} | "

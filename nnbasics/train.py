@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as TF
 from tqdm import tqdm
 
-from . import data as nndata
 from . import allocator, distributed, precision, runs
+from . import data as nndata
 from . import functional as F
 from .cli import ConfigError, exit_with, resolve_device
 from .config import DTYPES, PRESETS, Config, check_config, parse_args  # noqa: F401 (re-exported: train.PRESETS)

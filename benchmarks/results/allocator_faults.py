@@ -40,10 +40,10 @@ for impl in ("custom", "builtin"):
     for precision in ("float32", "bfloat16"):
         runs = {"defaults": [], "kept": []}
         for _ in range(3):
-            for setting in runs:
+            for setting, results in runs.items():
                 out = subprocess.run([sys.executable, "-c", CHILD, setting, impl, precision], check=True,
                                      capture_output=True, text=True).stdout
-                runs[setting].append(json.loads(out.strip().splitlines()[-1]))
+                results.append(json.loads(out.strip().splitlines()[-1]))
         row = {s: {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]} for s, rs in runs.items()}
         print(impl, precision, row)
 print("load", os.getloadavg()[0])

@@ -31,9 +31,7 @@ def show(title, us):
     print(title, {k: round(v, 1) for k, v in us.items()})
 
 
-print("load", os.getloadavg()[0], "torch", torch.__version__)
-gen = torch.Generator().manual_seed(0)
-for dtype in (torch.float32, torch.bfloat16):
+def selections(dtype, gen):
     name = str(dtype).removeprefix("torch.")
     v = torch.randn(256, 1024, generator=gen).to(dtype)
     keep = torch.rand(256, 1024, generator=gen) < 0.5
@@ -47,6 +45,12 @@ for dtype in (torch.float32, torch.bfloat16):
     compare(v, y), as_bool(v, y)
     show(f"compiled relu backward {name} (us):", alternate({"where(y <= 0, 0, v)": lambda: compare(v, y),
                                                             "where(y.bool(), v, 0)": lambda: as_bool(v, y)}))
+
+
+print("load", os.getloadavg()[0], "torch", torch.__version__)
+gen = torch.Generator().manual_seed(0)
+for dtype in (torch.float32, torch.bfloat16):
+    selections(dtype, gen)
 bits = torch.randint(-(1 << 63), (1 << 63) - 1, (65536,), dtype=torch.int64, generator=gen)
 r = bits.view(torch.int16).view(256, 1024)
 t = -19661  # the threshold of p = 0.2

@@ -42,7 +42,7 @@ def where_else_zero(keep: torch.Tensor, v: torch.Tensor, *, layout_of: str = "ke
     (``layout_of="v"``, as ``v.clone().masked_fill_(~keep, 0)`` gives it).
 
     On the CPU ``torch.where`` takes 0.9 ms for 256 × 1024 elements (torch 2.13 and 2.14, float32 or
-    bfloat16), 4× a multiply by the mask and 8-22× what follows (benchmarks/results/README.md,
+    bfloat16), 3.5-4× a multiply by the mask and 7-23× what follows (benchmarks/results/README.md,
     "Selecting by a mask").
     So a plain CPU tensor outside autograd is selected on its bits: ``keep`` (1 or 0) times v read as
     integers of its size, read back as floats. That is v's own bits where keep holds and all-zero
