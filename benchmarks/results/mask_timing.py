@@ -1,5 +1,5 @@
 """The timings behind "Selecting by a mask" in this folder's README: torch.where against
-nnbasics' bit selection (ops/_masks.where_else_zero), the dropout draw's comparison against its
+nnbasics' bit selections (ops/_masks.where_else_zero and select), the dropout draw's comparison against its
 clamp form (ops/dropout.draw_keep), and ReLU's compiled backward written with a comparison or
 with a bool tensor; on (256, 1024), each pair alternated, 2 threads, freed memory kept as
 ``nnbasics.train`` keeps it. From the repository root:
@@ -13,7 +13,7 @@ import torch
 import torch.utils.benchmark as tb
 
 from nnbasics import allocator
-from nnbasics.ops._masks import where_else_zero
+from nnbasics.ops._masks import select, where_else_zero
 
 torch.set_num_threads(2)
 allocator.keep_freed_memory()  # as in training: the outputs' memory is reused, not page-faulted anew
@@ -35,9 +35,12 @@ def selections(dtype, gen):
     name = str(dtype).removeprefix("torch.")
     v = torch.randn(256, 1024, generator=gen).to(dtype)
     keep = torch.rand(256, 1024, generator=gen) < 0.5
+    w = v * 0.01
     show(f"select {name} (us):", alternate({"torch.where(keep, v, 0)": lambda: torch.where(keep, v, 0),
                                             "where_else_zero(keep, v)": lambda: where_else_zero(keep, v),
-                                            "v * keep (reference: a multiply)": lambda: v * keep}))
+                                            "v * keep (reference: a multiply)": lambda: v * keep,
+                                            "torch.where(keep, v, w)": lambda: torch.where(keep, v, w),
+                                            "select(keep, v, w)": lambda: select(keep, v, w)}))
     y = torch.randn(256, 1024, generator=gen).to(dtype).clamp_min(0)
     opts = {"dynamic": True, "fullgraph": True, "options": {"cpp.dynamic_threads": True}}
     compare = torch.compile(lambda v, y: torch.where(y <= 0, 0, v), **opts)

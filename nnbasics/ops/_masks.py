@@ -41,8 +41,8 @@ def where_else_zero(keep: torch.Tensor, v: torch.Tensor, *, layout_of: str = "ke
     infinite too), the same bits, in the layout of ``keep`` as ``torch.where`` gives it, or of v
     (``layout_of="v"``, as ``v.clone().masked_fill_(~keep, 0)`` gives it).
 
-    On the CPU ``torch.where`` takes 0.9 ms for 256 × 1024 elements (torch 2.13 and 2.14, float32 or
-    bfloat16), 3.5-4× a multiply by the mask and 7-23× what follows (benchmarks/results/README.md,
+    On the CPU ``torch.where`` takes 0.9-1.1 ms for 256 × 1024 elements (torch 2.13 and 2.14, float32 or
+    bfloat16), 3-4× a multiply by the mask and 6-17× what follows (benchmarks/results/README.md,
     "Selecting by a mask").
     So a plain CPU tensor outside autograd is selected on its bits: ``keep`` (1 or 0) times v read as
     integers of its size, read back as floats. That is v's own bits where keep holds and all-zero
@@ -51,10 +51,32 @@ def where_else_zero(keep: torch.Tensor, v: torch.Tensor, *, layout_of: str = "ke
     under ``torch.func`` transforms, ``torch.compile`` (which fuses the ``where`` itself) and on
     other devices, ``torch.where`` runs.
     """
-    as_int = _SAME_SIZE_INT.get(v.dtype)
-    if (as_int is None or v.device.type != "cpu" or keep.shape != v.shape or torch.compiler.is_compiling()
-            or (v.requires_grad and torch.is_grad_enabled()) or not (has_storage(v) and has_storage(keep))):
+    as_int = _bits_dtype(keep, v)
+    if as_int is None:
         return torch.where(keep, v, 0) if layout_of == "keep" else v.clone().masked_fill_(torch.logical_not(keep), 0)
     # the product takes the layout of its first factor
     bits = keep * v.view(as_int) if layout_of == "keep" else v.view(as_int) * keep
     return bits.view(v.dtype)
+
+
+def select(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.where(cond, a, b)`` for a bool ``cond`` and tensors a, b of its shape and one dtype:
+    the same bits, in ``cond``'s layout, computed as in ``where_else_zero`` where that applies:
+    b's bits XOR (cond times the bits in which a and b differ), which is a's bits where cond holds
+    and b's elsewhere. Three passes, each as cheap as a multiply; ``torch.where`` elsewhere."""
+    as_int = _bits_dtype(cond, a, b)
+    if as_int is None:
+        return torch.where(cond, a, b)
+    a_bits, b_bits = a.view(as_int), b.view(as_int)
+    return (cond * (a_bits ^ b_bits)).bitwise_xor_(b_bits).view(a.dtype)
+
+
+def _bits_dtype(cond: torch.Tensor, *values: torch.Tensor):
+    """The integer dtype to select ``values`` on, or None where ``torch.where`` must run: another
+    device or dtype, broadcasting, autograd recording, a ``torch.func`` transform, ``torch.compile``."""
+    as_int = _SAME_SIZE_INT.get(values[0].dtype)
+    if (as_int is None or torch.compiler.is_compiling() or not has_storage(cond)
+            or any(v.dtype != values[0].dtype or v.device.type != "cpu" or v.shape != cond.shape
+                   or (v.requires_grad and torch.is_grad_enabled()) or not has_storage(v) for v in values)):
+        return None
+    return as_int

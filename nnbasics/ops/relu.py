@@ -50,7 +50,7 @@ def relu_derivative_times(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ``where_else_zero`` is ``torch.where(passes, v, 0)``, computed on the CPU without
     ``torch.where``'s slow loop (see ``_masks.py``). Compiled (``nnbasics.fused``), the
     comparison ``y <= 0`` is written instead: it stays in a register, where the bool tensor
-    ``relu_passes`` would be converted and stored (6-17× slower, benchmarks/results/README.md)."""
+    ``relu_passes`` would be converted and stored (5-15× slower, benchmarks/results/README.md)."""
     if torch.compiler.is_compiling():
         return torch.where(y <= 0, 0, v)
     return where_else_zero(relu_passes(y), v)
