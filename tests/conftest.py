@@ -1,12 +1,15 @@
 """Shared fixtures. ``device`` and ``impl`` run a test once per device and implementation; a
 parameter marked ``cuda`` is skipped where CUDA is not available, so test files never import
-from here: they ask for the fixture, or mark a CUDA-only parameter with ``pytest.mark.cuda``."""
+from here: they ask for the fixture, or mark a CUDA-only parameter with ``pytest.mark.cuda``.
+``synthetic``, ``tmp_cache`` and ``fake_fetch`` give the data tests a fake MNIST, a private cache
+and a network that stores the fake one and counts its calls."""
 import os
 
 import pytest
 import torch
 
 import nnbasics.data as nndata
+from nnbasics.data import cache, idx, sources
 from nnbasics.functional import IMPLS
 
 CUDA = torch.cuda.is_available()
@@ -59,6 +62,29 @@ def synthetic():
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = (ids % 10).to(torch.uint8)
     return arrays
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """A private, empty cache directory for one test."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("NNBASICS_CACHE", str(root))
+    return root
+
+
+@pytest.fixture
+def fake_fetch(monkeypatch, synthetic):
+    """Every network source replaced by one that stores the synthetic data; the calls are counted."""
+    calls = []
+
+    def fetch(dataset, root, missing, quiet):
+        calls.append(list(missing))
+        for role in missing:
+            cache.store(root, dataset, role, idx.idx_bytes(synthetic[role]))
+
+    monkeypatch.setattr(sources, "fetch", fetch)
+    monkeypatch.setitem(cache._RAW_SHA256, "mnist", {})  # synthetic data has other checksums
+    return calls
 
 
 @pytest.fixture(scope="session")

@@ -35,14 +35,6 @@ def write_dataset(folder, arrays, gz_labels=False):
         data.write_idx(folder / f"{name}{suffix}", arrays[role])
 
 
-@pytest.fixture
-def tmp_cache(tmp_path, monkeypatch):
-    """A private, empty cache directory for one test."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("NNBASICS_CACHE", str(cache))
-    return cache
-
-
 # ----------------------------------------------------------------------------
 # Restricted unpickling and the mnist.pkl conversion
 # ----------------------------------------------------------------------------
@@ -168,21 +160,6 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     assert data.cache_dir() == tmp_path
     monkeypatch.delenv("NNBASICS_CACHE")
     assert data.cache_dir() == pathlib.Path.home() / ".cache" / "nnbasics"
-
-
-@pytest.fixture
-def fake_fetch(monkeypatch, synthetic):
-    """Replace every network source by one that stores the synthetic data; count calls."""
-    calls = []
-
-    def fetch(dataset, root, missing, quiet):
-        calls.append(list(missing))
-        for role in missing:
-            cache.store(root, dataset, role, idx.idx_bytes(synthetic[role]))
-
-    monkeypatch.setattr(sources, "fetch", fetch)
-    monkeypatch.setitem(cache._RAW_SHA256, "mnist", {})  # synthetic data has other checksums
-    return calls
 
 
 def test_corrupt_cached_file_is_deleted_and_refetched(tmp_cache, fake_fetch, synthetic, capsys):

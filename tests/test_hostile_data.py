@@ -91,28 +91,6 @@ def write_dataset(folder, arrays):
         data.write_idx(folder / name, arrays[role])
 
 
-@pytest.fixture
-def tmp_cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("NNBASICS_CACHE", str(root))
-    return root
-
-
-@pytest.fixture
-def fake_fetch(monkeypatch, synthetic):
-    """The network sources replaced by one that stores the synthetic data; the calls are counted."""
-    calls = []
-
-    def fetch(dataset, root, missing, quiet):
-        calls.append(list(missing))
-        for role in missing:
-            cache.store(root, dataset, role, idx.idx_bytes(synthetic[role]))
-
-    monkeypatch.setattr(sources, "fetch", fetch)
-    monkeypatch.setitem(cache._RAW_SHA256, "mnist", {})
-    return calls
-
-
 # --------------------------------------------------------------------------- bombs and sparse files
 
 def test_gzip_bomb_is_refused_after_what_the_header_promises(tmp_path):
