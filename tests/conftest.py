@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-import nnbasics.data as nndata
-from nnbasics.data import cache, idx, sources
+import nnbasics.train.data as nndata
+from nnbasics.train.data import cache, idx, sources
 from nnbasics.functional import IMPLS
 
 CUDA = torch.cuda.is_available()
@@ -89,7 +89,7 @@ def fake_fetch(monkeypatch, synthetic):
 
 @pytest.fixture(scope="session")
 def mnist():
-    """The real MNIST splits from the cache (nnbasics.data fetches them once); skipped without them outside CI."""
+    """The real MNIST splits from the cache (nnbasics.train.data fetches them once); skipped without them outside CI."""
     try:
         return nndata.load_splits("mnist", quiet=True)
     except nndata.DataError as e:

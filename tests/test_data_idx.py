@@ -1,4 +1,4 @@
-"""Tests for nnbasics.data.idx: reading and writing IDX files, corrupt and truncated ones, atomic writes."""
+"""Tests for nnbasics.train.data.idx: reading and writing IDX files, corrupt and truncated ones, atomic writes."""
 
 import gzip
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from idxfiles import idx_bytes
 
-from nnbasics import data, files
+from nnbasics.train import data, files
 
 
 @pytest.mark.parametrize("gz", [False, True])

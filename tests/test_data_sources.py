@@ -1,4 +1,4 @@
-"""Tests for nnbasics.data's sources: a data_dir, the cache, the mirrors and the offline
+"""Tests for nnbasics.train.data's sources: a data_dir, the cache, the mirrors and the offline
 package copies (the restricted unpickler, the mnist.pkl conversion, the .deb reader).
 
 Everything here is offline except the two tests that fetch the real datasets
@@ -19,8 +19,8 @@ import pytest
 import torch
 from idxfiles import idx_bytes
 
-from nnbasics import data
-from nnbasics.data import cache, idx, packages, sources
+from nnbasics.train import data
+from nnbasics.train.data import cache, idx, packages, sources
 
 # ----------------------------------------------------------------------------
 # Helpers and fixtures

@@ -1,10 +1,10 @@
-"""Tests for nnbasics.data.splits: the train / validation / test split, batches, random shifts."""
+"""Tests for nnbasics.train.data.splits: the train / validation / test split, batches, random shifts."""
 
 import pytest
 import torch
 
-from nnbasics import data
-from nnbasics.data import sources
+from nnbasics.train import data
+from nnbasics.train.data import sources
 
 
 def image_ids(images):

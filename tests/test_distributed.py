@@ -15,7 +15,8 @@ import unittest.mock
 import pytest
 import torch
 
-from nnbasics import distributed, train
+from nnbasics import train
+from nnbasics.train import app, distributed
 from nnbasics.cli import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def _record_batches(rank, world_size, port, config, out):
         seen.append(y.clone())
         return real_step(model, optimizer, x, y, loss_fn, **kwargs)
 
-    train.train_step = step
+    app.train_step = step
     train.run(config)
     torch.save(seen, f"{out}-{rank}.pt")
 
@@ -108,7 +109,7 @@ def test_each_process_trains_on_its_half_of_every_global_batch(tmp_path, mnist):
         seen.append(y.clone())
         return real_step(model, optimizer, x, y, loss_fn, **kwargs)
 
-    with unittest.mock.patch.object(train, "train_step", step):
+    with unittest.mock.patch.object(app, "train_step", step):
         train.run(dataclasses.replace(config, out=str(tmp_path / "one")), data=mnist)
     assert len(rank0) == len(rank1) == len(seen) == 512 // 64
     for a, b, whole in zip(rank0, rank1, seen):
@@ -129,7 +130,7 @@ def _main_as_rank(rank, world_size, port, argv, interrupt_epoch, results):
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
-    train.train_epoch = epoch
+    app.train_epoch = epoch
     pathlib.Path(f"{results}-{rank}").write_text(str(train.main(argv)))
 
 

@@ -100,8 +100,8 @@ def test_the_short_run_and_its_evaluation_print_what_training_basics_md_quotes(t
     assert len(record["step_loss"]) == len(record["step_acc"]) == 16
     assert record["step_loss"][-1] < record["step_loss"][0] / 2 and record["train_loss"] < math.log(10)
 
-    evaluated = without_data_source(run(["-m", "nnbasics.evaluate", "runs/short"], cwd=tmp_path, OMP_NUM_THREADS="2"))
-    doc = without_data_source(quoted(page, "python -m nnbasics.evaluate runs/short"))
+    evaluated = without_data_source(run(["-m", "nnbasics.train.evaluate", "runs/short"], cwd=tmp_path, OMP_NUM_THREADS="2"))
+    doc = without_data_source(quoted(page, "python -m nnbasics.train.evaluate runs/short"))
     assert [mask(cpu_features_masked(line)) for line in evaluated] == [mask(cpu_features_masked(line)) for line in doc]
     assert evaluated[2].startswith("summary.json: the same, ")  # whatever the machine
 

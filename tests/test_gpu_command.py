@@ -110,7 +110,7 @@ def test_bad_arguments_are_usage_errors(argv, message):
 
 
 def test_packed_data_reads_back_as_the_cache(tmp_path, monkeypatch, mnist):
-    from nnbasics import data as nndata
+    from nnbasics.train import data as nndata
 
     assert gpu.main(["--pack-data", str(tmp_path)]) == 0
     original = nndata.load("mnist", quiet=True)

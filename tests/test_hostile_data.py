@@ -24,8 +24,8 @@ import zlib
 import pytest
 import torch
 
-from nnbasics import data
-from nnbasics.data import cache, idx, packages, sources
+from nnbasics.train import data
+from nnbasics.train.data import cache, idx, packages, sources
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -17,9 +17,10 @@ import sys
 import pytest
 import torch
 
-import nnbasics.data as nndata
-import nnbasics.evaluate as nneval
-from nnbasics import files, runs, train
+import nnbasics.train.data as nndata
+import nnbasics.train.evaluate as nneval
+from nnbasics import train
+from nnbasics.train import files, runs
 from nnbasics.nn import MLP
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -243,7 +244,7 @@ def test_full_disk_is_one_line_and_the_last_checkpoint_stays(tmp_path, tiny, cap
     monkeypatch.setattr(files, "open", open_, raising=False)
     err = fails(FLAGS + ["--out", str(out)], 1, capsys)
     assert err.startswith(f"nnbasics-train: error: cannot write {out / 'checkpoint.pt'}: No space left on device")
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]  # no .part left
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "run.lock"]  # no .part left
     monkeypatch.undo()
     assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"] == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
@@ -425,5 +426,5 @@ def test_from_the_shell_a_bad_out_is_status_2(tmp_path):
 
 def test_from_the_shell_a_broken_run_folder_is_status_1(run_folder):
     (run_folder / "summary.json").write_text("[1, 2]")
-    proc = shell("nnbasics.evaluate", str(run_folder), "--quiet")
+    proc = shell("nnbasics.train.evaluate", str(run_folder), "--quiet")
     assert proc.returncode == 1 and proc.stderr.startswith(f"evaluate: data error: {run_folder / 'summary.json'}")

@@ -3,7 +3,7 @@ the dropout draw's comparison computed with clamp: both must give exactly what t
 import pytest
 import torch
 
-from nnbasics import allocator
+from nnbasics.train import allocator
 from nnbasics.ops import dropout
 from nnbasics.ops._masks import select, where_else_zero
 

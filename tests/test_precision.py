@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from nnbasics import precision, train
+from nnbasics import train
+from nnbasics.train import app, precision
 
 CPU = torch.device("cpu")
 
@@ -63,7 +64,7 @@ def test_the_choice_is_announced_and_recorded(tmp_path, monkeypatch, capsys, fea
         seen.append(amp)
         return real_step(*args, amp=amp, **kwargs)
 
-    monkeypatch.setattr(train, "train_step", step)
+    monkeypatch.setattr(app, "train_step", step)
     out = tmp_path / "run"
     train.run(train.Config(hidden=[16], epochs=1, batch_size=64, limit_train=256, device="cpu", out=str(out)),
               data=mnist)

@@ -2,7 +2,7 @@
 
 Runs are small (a few dozen hidden units, a subset of the training set) except
 where the real data is the point. They use the real MNIST from the cache
-(nnbasics.data fetches it once); without it and outside CI they are skipped.
+(nnbasics.train.data fetches it once); without it and outside CI they are skipped.
 """
 import io
 import json
@@ -15,9 +15,10 @@ import time
 import pytest
 import torch
 
-import nnbasics.data as nndata
-import nnbasics.evaluate as nneval
+import nnbasics.train.data as nndata
+import nnbasics.train.evaluate as nneval
 from nnbasics import train
+from nnbasics.train import app
 from nnbasics.nn import MLP
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def test_run_writes_every_file(tmp_path, mnist):
     summary = train.run(small(tmp_path, epochs=2), data=mnist)
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["metrics.jsonl", "summary.json", "model.pt", "checkpoint.pt", "curves.png"]
+        ["metrics.jsonl", "summary.json", "model.pt", "checkpoint.pt", "curves.png", "run.lock"]
     )  # and no temporary files left behind
     records = read_metrics(out)
     assert [r["epoch"] for r in records] == [1, 2]
@@ -60,7 +61,7 @@ def test_run_writes_every_file(tmp_path, mnist):
     assert on_disk == json.loads(json.dumps(summary))
     for key in ("test_loss", "test_acc", "best_epoch", "wall_s", "device", "impl"):
         assert key in on_disk
-    assert on_disk["config"]["hidden"] == [32] and on_disk["impl"] == "custom" and on_disk["device"] == "cpu"
+    assert on_disk["config"]["hidden"] == [32] and on_disk["impl"] == "fused" and on_disk["device"] == "cpu"
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["progress"]["epoch"] == 2
     assert {"model", "optimizer", "scheduler", "rng", "config"} <= checkpoint.keys()
@@ -148,7 +149,7 @@ def test_interrupt_then_resume_equals_a_straight_run(tmp_path, mnist, monkeypatc
             raise KeyboardInterrupt
         return real_train_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_epoch", ctrl_c_in_epoch_2)
+    monkeypatch.setattr(app, "train_epoch", ctrl_c_in_epoch_2)
     split = str(tmp_path / "split")
     argv = ["--hidden", "32", "--epochs", "2", "--batch-size", "64", "--limit-train", "2048", "--quiet", "--out", split]
     assert train.main(argv) == 130
@@ -158,7 +159,7 @@ def test_interrupt_then_resume_equals_a_straight_run(tmp_path, mnist, monkeypatc
     assert torch.load(pathlib.Path(split) / "checkpoint.pt", weights_only=True)["progress"]["epoch"] == 1
     assert not (pathlib.Path(split) / "model.pt").exists()
 
-    monkeypatch.setattr(train, "train_epoch", real_train_epoch)
+    monkeypatch.setattr(app, "train_epoch", real_train_epoch)
     assert train.main(["--resume", split, "--quiet"]) == 0
     assert without_timing(read_metrics(split)) == without_timing(read_metrics(tmp_path / "straight"))
     straight, resumed = load_model(tmp_path / "straight"), load_model(split)
@@ -250,7 +251,7 @@ def test_data_error_exits_with_one_line(tmp_path):
 
 def test_early_stopping_restores_the_best_weights(tmp_path, mnist, monkeypatch):
     """Validation losses 0.5, 0.7, 0.9, ... and patience 2: stop after epoch 3, keep epoch 1's weights."""
-    real_evaluate, seen = train.evaluate, []
+    real_evaluate, seen = app.evaluate, []
 
     def scripted_evaluate(model, split, *args, **kwargs):
         loss, acc = real_evaluate(model, split, *args, **kwargs)
@@ -259,7 +260,7 @@ def test_early_stopping_restores_the_best_weights(tmp_path, mnist, monkeypatch):
             loss = 0.5 + 0.2 * (len(seen) - 1)
         return loss, acc
 
-    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    monkeypatch.setattr(app, "evaluate", scripted_evaluate)
     summary = train.run(small(tmp_path, epochs=10, patience=2), data=mnist)
     assert summary["stopped_early"] and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
     saved = load_model(tmp_path / "run")

@@ -1,4 +1,5 @@
-"""Test accuracy and confusion matrix of a trained MLP: ``python -m nnbasics.evaluate RUN_DIR``.
+"""Test accuracy and confusion matrix of a trained MLP: ``python -m nnbasics.train.evaluate RUN_DIR``
+(or ``nnbasics-evaluate RUN_DIR``).
 
 PATH is a run folder written by ``nnbasics.train`` (its model.pt and
 summary.json), or a model.pt file. The architecture comes from the
@@ -6,7 +7,7 @@ summary.json next to the model when there is one; otherwise the layer sizes
 are read off the weights' shapes and the activation comes from --activation
 (it has no weights to read). --hidden / --activation / --dataset override.
 
-The test pass is the run's own (``nnbasics.train.evaluate``, the run's ops, precision and loss,
+The test pass is the run's own (``nnbasics.train.app.evaluate``, the run's ops, precision and loss,
 label smoothing included), so a run folder's numbers are its summary.json's, at the same
 precision; the output says which weights model.pt holds (the last epoch's, or the best one's
 under --patience) and, where the numbers differ, each difference of the set-up that explains it.
@@ -20,13 +21,15 @@ import sys
 
 import torch
 
+from ..cli import ConfigError, Parser, exit_with, resolve_device
+from ..nn import ACTIVATIONS, MLP
 from . import data as nndata
-from . import precision, train
-from .cli import ConfigError, Parser, exit_with, resolve_device
+from . import precision
+from .app import EVAL_BATCH_SIZE, evaluate
+from .checkpoint import load_user_file
 from .config import DTYPES, Config
-from .nn import ACTIVATIONS, MLP
-from .runs import MODEL, SUMMARY, load_user_file
-from .train import EVAL_BATCH_SIZE
+from .model import make_loss
+from .runs import MODEL, SUMMARY
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int = nndata.NUM_CLASSES) -> torch.Tensor:
@@ -131,7 +134,7 @@ def check_run_config(config: dict, summary_path) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m nnbasics.evaluate", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m nnbasics.train.evaluate", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("path", metavar="DIR_OR_MODEL", help="a run folder, or a model.pt")
     p.add_argument("--hidden", type=int, nargs="+", default=None, metavar="N",
@@ -167,10 +170,10 @@ def main(argv=None) -> int:
     # accuracy is reproduced here; runs of earlier versions saved --amp as true/false.
     amp_mode = args.amp or {True: "on", False: "off"}.get(config.get("amp"), config.get("amp", "auto"))
     amp, _ = precision.choose(amp_mode, device, config.get("dtype", "float32"))
-    # The run's own test pass (nnbasics.train.evaluate) with the run's loss, label smoothing included.
+    # The run's own test pass (nnbasics.train.app.evaluate) with the run's loss, label smoothing included.
     smoothing = config.get("label_smoothing", 0.0)
-    loss_fn = train.make_loss(Config(impl=model.impl, label_smoothing=smoothing))
-    loss, accuracy = train.evaluate(model, test, loss_fn, mean=mean, std=std, dtype=dtype, amp=amp)
+    loss_fn = make_loss(Config(impl=model.impl, label_smoothing=smoothing))
+    loss, accuracy = evaluate(model, test, loss_fn, mean=mean, std=std, dtype=dtype, amp=amp)
     pred = predict(model, test, mean=mean, std=std, dtype=dtype, amp=amp).argmax(1)
     correct = int((pred == test.labels).sum())
     smoothed = f" with label smoothing {smoothing:g}, as in training" if smoothing else ""

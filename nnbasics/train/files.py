@@ -6,16 +6,26 @@ renamed onto its name only once it is complete. ``os.replace`` is atomic on
 POSIX and Windows: a reader sees the old file or the new one, never a mix; on
 any exception, Ctrl-C included, the temporary file is removed and the old file
 is left as it was.
+
+``lock`` keeps a second process out of a folder that one is writing: an OS lock on a file
+inside it, which the kernel releases when the holder ends, however it ends.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
 import signal
 import tempfile
 import threading
+import time
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a folder is not locked there
+    fcntl = None
 
 
 def umask() -> int:
@@ -97,3 +107,58 @@ def signals_deferred():
             signal.signal(sig, handler)
         for sig in dict.fromkeys(caught):  # each signal once, now that its own handler is back
             signal.raise_signal(sig)
+
+
+class Locked(Exception):
+    """Another process holds the lock on ``path``; ``pid`` is the process id it wrote there (None if unreadable)."""
+
+    def __init__(self, path, pid):
+        super().__init__(f"{path} is locked by {'process ' + str(pid) if pid else 'another process'}")
+        self.path, self.pid = path, pid
+
+
+def lock(path) -> int:
+    """Take the lock on the file ``path`` (made if missing) without waiting; returns the open file
+    descriptor, which holds the lock until it is closed. ``sign`` then writes this process's id
+    into the file, for the message another process gets.
+
+    The lock is ``flock``'s: the kernel releases it when the descriptor is closed, which it does
+    for a process that ends, even one killed with SIGKILL, so a stale lock file never keeps
+    anyone out. Raises ``Locked`` when another open descriptor holds it (another process, or this
+    one through another ``lock``). Where the file system has no locks (or on Windows), the file
+    is made and nothing is locked.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # 0666 less the umask, as open() gives
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _holder(fd)
+        os.close(fd)
+        raise Locked(path, pid) from None
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            os.close(fd)
+            raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def sign(fd: int) -> None:
+    """Write this process's id into the locked file ``fd`` (``lock``), in place of the last holder's."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+
+def _holder(fd: int):
+    """The process id written in a locked file; its holder signs it just after locking, so an
+    empty file is read again for up to a second."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text:
+            return int(text) if text.isdigit() else None
+        time.sleep(0.05)
+    return None

@@ -1,6 +1,6 @@
 """What a training run is asked to do: ``Config`` (every flag and its default), the named
 presets, the checks that reject a value which cannot work, and the command-line parser that
-fills a ``Config`` (``python -m nnbasics.train --help``). The training itself: ``nnbasics.train``.
+fills a ``Config`` (``python -m nnbasics.train --help``). The training itself: ``nnbasics.train.app``.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 from . import data as nndata
 from . import precision
-from .cli import ConfigError, Parser, resolve_device
-from .nn import ACTIVATIONS, INITS, MLP_IMPLS
+from ..cli import ConfigError, Parser, resolve_device
+from ..nn import ACTIVATIONS, INITS, MLP_IMPLS
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -31,7 +31,7 @@ class Config:
     activation: str = "relu"
     dropout: float = 0.2
     init: str = "kaiming"
-    impl: str = "custom"
+    impl: str = "fused"  # the fast path; "custom": the textbook's ops (docs/training.md, "Which ops")
     # optimisation
     lr: float = 0.1
     momentum: float = 0.9
@@ -139,8 +139,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", choices=INITS, default=d.init,
                    help="weight init (torch = PyTorch's default Kaiming-uniform with a=sqrt(5))")
     g.add_argument("--impl", choices=MLP_IMPLS, default=d.impl,
-                   help="ops: custom (nnbasics.ops), fused (nnbasics.fused) or builtin (torch.nn); "
-                        "the same seed gives every impl the same initial weights and batches")
+                   help="ops: fused (the fast path, nnbasics.fused), custom (the textbook's, nnbasics.ops) or "
+                        "builtin (torch.nn); the same seed gives every impl the same initial weights and batches")
     g = p.add_argument_group("optimisation (torch.optim.SGD)")
     g.add_argument("--lr", type=float, default=d.lr, help="learning rate (the peak one for onecycle)")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")

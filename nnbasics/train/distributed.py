@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .cli import ConfigError
+from ..cli import ConfigError
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,16 @@ def start(world: World, device: torch.device) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+@contextlib.contextmanager
+def process_group(world: World, device: torch.device):
+    """The block in the process group (``start``, then ``stop`` however the block ends)."""
+    start(world, device)
+    try:
+        yield
+    finally:
+        stop(world)
 
 
 def stop(world: World) -> None:
