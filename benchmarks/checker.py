@@ -23,7 +23,7 @@ import time
 import torch
 
 from benchmarks import common
-from nnbasics import files
+from nnbasics.train import files
 
 VARIANTS = ("cold", "warm", "aot_eager", "warm, a further Function in the same process")
 FURTHER = VARIANTS[-1]

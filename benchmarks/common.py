@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.utils.benchmark
 
-from nnbasics import allocator
+from nnbasics.train import allocator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # python benchmarks/gpu.py: import from the repo 
 import torch
 
 from benchmarks import common
-from nnbasics import files
+from nnbasics.train import files
 
 DEFAULT_BUDGET_S = 460  # all steps together, on CUDA (their limits add up to 455): under 8 minutes with the start-up
 QUICK_STEP_S = 240  # every step's limit in --quick (a dry run on a busy CPU)
@@ -224,8 +224,8 @@ def write(out: Path, head: dict, records: list, sections: list) -> None:
 
 
 def pack_data(folder: Path) -> int:
-    """MNIST, from wherever nnbasics.data finds it, into ``folder/mnist/*.gz``: the cache layout, small enough to carry."""
-    from nnbasics import data as nndata
+    """MNIST, from wherever nnbasics.train.data finds it, into ``folder/mnist/*.gz``: the cache layout, small enough to carry."""
+    from nnbasics.train import data as nndata
 
     arrays = nndata.load("mnist")
     for split, (images, labels) in arrays.items():

@@ -32,10 +32,10 @@ import torch
 
 from benchmarks import common
 from benchmarks.train import add_step_options, first_batch, step_options
-from nnbasics import data as nndata
-from nnbasics import files
 from nnbasics import train as nntrain
 from nnbasics.nn import MLP_IMPLS
+from nnbasics.train import data as nndata
+from nnbasics.train import files
 
 WARMUP_STEPS = 3
 

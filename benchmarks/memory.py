@@ -30,7 +30,7 @@ import time
 import torch
 
 from benchmarks import common
-from nnbasics import files
+from nnbasics.train import files
 
 VARIANTS = ("builtin", "custom", "fused", "fused_")
 

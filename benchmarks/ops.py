@@ -46,9 +46,9 @@ if __package__ in (None, ""):  # run as a script (python benchmarks/ops.py): imp
 import torch
 
 from benchmarks import common
-from nnbasics import files
 from nnbasics.functional import IMPLS
 from nnbasics.testing import OPS, OPS_BY_NAME, ce_make, linear_make
+from nnbasics.train import files
 
 MODES = ("forward", "backward", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

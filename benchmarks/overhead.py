@@ -20,7 +20,7 @@ import sys
 import torch
 
 from benchmarks import common
-from nnbasics import files
+from nnbasics.train import files
 
 
 class FunctionSigmoid(torch.autograd.Function):

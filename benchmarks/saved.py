@@ -33,9 +33,9 @@ import torch.nn.functional as TF
 
 import nnbasics.functional as F
 from benchmarks import common
-from nnbasics import files
 from nnbasics.functional import IMPLS
 from nnbasics.nn import ACTIVATIONS, MLP
+from nnbasics.train import files
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 CHAINS = ("linear→act→linear", "linear→act→dropout→linear", "act→loss", "MLP", "MLP+dropout")

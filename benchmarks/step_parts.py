@@ -37,9 +37,9 @@ import torch
 
 from benchmarks import common
 from benchmarks.train import add_step_options, first_batch, matmul_floor, step_options
-from nnbasics import data as nndata
-from nnbasics import files
 from nnbasics import train as nntrain
+from nnbasics.train import data as nndata
+from nnbasics.train import files
 
 PARTS = {
     "linear": lambda layer: isinstance(layer, torch.nn.Linear),

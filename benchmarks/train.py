@@ -37,10 +37,10 @@ if __package__ in (None, ""):  # python benchmarks/train.py: import from the rep
 import torch
 
 from benchmarks import common
-from nnbasics import allocator, files
-from nnbasics import data as nndata
 from nnbasics import train as nntrain
 from nnbasics.nn import MLP_IMPLS
+from nnbasics.train import allocator, files
+from nnbasics.train import data as nndata
 
 PRECISIONS = ("float32", "bfloat16")
 BUILTINS = ("builtin", "builtin-tuned")
@@ -192,7 +192,7 @@ def time_to_accuracy(config, data, device, impl, compiled, amp, targets, max_epo
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
-        _, acc = nntrain.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std, amp=amp)
+        _, acc = nntrain.app.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std, amp=amp)
         history.append({"epoch": epoch, "train_s": round(seconds, 3), "test_acc": acc})
         for target in targets:
             if acc >= target and target not in reached:

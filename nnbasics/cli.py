@@ -1,7 +1,7 @@
 """What every command line of nnbasics shares: the argument parser's one-line errors, the
 error type for a flag value that cannot work, and the choice of device.
 
-Used by ``nnbasics.train``, ``nnbasics.evaluate`` and ``nnbasics.check``.
+Used by ``nnbasics.train``, ``nnbasics.train.evaluate`` and ``nnbasics.check``.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import nnbasics.train.data as nndata
-from nnbasics.train.data import cache, idx, sources
 from nnbasics.functional import IMPLS
+from nnbasics.train.data import cache, idx, sources
 
 CUDA = torch.cuda.is_available()
 

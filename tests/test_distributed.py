@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from nnbasics import train
-from nnbasics.train import app, distributed
 from nnbasics.cli import ConfigError
+from nnbasics.train import app, distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = ["--hidden", "32", "--dropout", "0", "--batch-size", "64", "--limit-train", "1024", "--dtype", "float64",

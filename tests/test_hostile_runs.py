@@ -20,8 +20,8 @@ import torch
 import nnbasics.train.data as nndata
 import nnbasics.train.evaluate as nneval
 from nnbasics import train
-from nnbasics.train import files, runs
 from nnbasics.nn import MLP
+from nnbasics.train import files, runs
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 FLAGS = ["--hidden", "8", "--epochs", "2", "--batch-size", "64", "--quiet"]
@@ -282,6 +282,73 @@ def test_overwrite_replaces_the_earlier_run(tmp_path, tiny):
 def test_an_empty_existing_folder_is_fine(tmp_path, tiny):
     (tmp_path / "run").mkdir()
     a_run(tmp_path)
+
+
+# --------------------------------------------------------------------------- one process per run folder
+
+def held(folder):
+    """The run folder's lock, taken as a live run holds it (another open file: refused like another process)."""
+    fd = files.lock(folder / "run.lock")
+    files.sign(fd)
+    return fd
+
+
+def test_out_into_a_folder_in_use_is_refused_naming_the_process(tmp_path, tiny, capsys):
+    run = a_run(tmp_path)
+    before = contents(run)
+    fd = held(run)
+    try:
+        err = fails(FLAGS + ["--out", str(run), "--overwrite"], 2, capsys)
+    finally:
+        os.close(fd)
+    assert err.startswith(f"nnbasics-train: error: --out {run}: in use by process {os.getpid()}"), err
+    assert contents(run) == before and len(tiny) == 1  # refused before the data loaded, nothing written
+
+
+def test_resume_of_a_run_still_training_is_refused(tmp_path, tiny, capsys):
+    run = a_run(tmp_path)
+    fd = held(run)
+    try:
+        err = fails(["--resume", str(run), "--quiet"], 2, capsys)
+    finally:
+        os.close(fd)
+    assert f"--resume {run}: the run is still training there, in process {os.getpid()}" in err
+    assert len(tiny) == 1
+    assert train.main(["--resume", str(run), "--quiet"]) == 0  # the lock went with its holder
+
+
+def test_a_lock_file_left_by_a_dead_process_keeps_nobody_out(tmp_path, tiny):
+    run = a_run(tmp_path)
+    (run / "run.lock").write_text("999999999\n")  # a run killed with SIGKILL leaves its file, not its lock
+    assert train.main(["--resume", str(run), "--quiet"]) == 0
+    assert (run / "run.lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_run_folder_without_a_lock_file_resumes(tmp_path, tiny):
+    """Run folders of versions without run.lock: the lock file is made on resume."""
+    run = a_run(tmp_path)
+    (run / "run.lock").unlink()
+    assert train.main(["--resume", str(run), "--quiet"]) == 0
+    assert (run / "run.lock").is_file()
+
+
+def test_a_lock_file_alone_is_no_earlier_run(tmp_path, tiny):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.lock").write_text("12\n")
+    a_run(tmp_path)
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    def no_data(*args, **kwargs):
+        raise nndata.DataError("no MNIST here")
+
+    monkeypatch.setattr(nndata, "load_splits", no_data)
+    fails(FLAGS + ["--out", str(tmp_path / "new" / "run")], 1, capsys)
+    assert list((tmp_path / "new").iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    fails(FLAGS + ["--out", str(tmp_path / "mine")], 1, capsys)
+    assert (tmp_path / "mine").is_dir()  # a folder the user made stays
 
 
 # --------------------------------------------------------------------------- checkpoint and metrics agree

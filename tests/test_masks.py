@@ -3,9 +3,9 @@ the dropout draw's comparison computed with clamp: both must give exactly what t
 import pytest
 import torch
 
-from nnbasics.train import allocator
 from nnbasics.ops import dropout
 from nnbasics.ops._masks import select, where_else_zero
+from nnbasics.train import allocator
 
 SPECIAL = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e-40, -3.5, 2.0]
 

@@ -8,10 +8,9 @@ import sys
 import pytest
 import torch
 
-from nnbasics.train import checkpoint as ckpt
-from nnbasics.train import runs
 from nnbasics.cli import ConfigError
-from nnbasics.train import Config
+from nnbasics.train import Config, runs
+from nnbasics.train import checkpoint as ckpt
 
 
 def test_without_matplotlib_no_curves_and_no_crash(tmp_path, monkeypatch, capsys):

@@ -18,8 +18,8 @@ import torch
 import nnbasics.train.data as nndata
 import nnbasics.train.evaluate as nneval
 from nnbasics import train
-from nnbasics.train import app
 from nnbasics.nn import MLP
+from nnbasics.train import app
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING_KEYS = {"seconds", "samples_per_s"}  # the only metrics allowed to differ between identical runs
@@ -174,17 +174,31 @@ def test_resume_refuses_to_change_the_config(tmp_path, mnist, capsys):
     assert "--lr 0.5" in str(exit_info.value) and "keeps its saved config" in str(exit_info.value)
 
 
-def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
-    out = tmp_path / "run"
+def long_run(out, *flags, after=0) -> subprocess.Popen:
+    """``python -m nnbasics.train`` of 100,000 short epochs into ``out`` (or ``flags``), once it has
+    saved an epoch past ``after``; the caller stops it."""
     cmd = [sys.executable, "-m", "nnbasics.train", "--hidden", "16", "--epochs", "100000", "--batch-size", "64",
            "--limit-train", "1024", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd[:3] + list(flags) if flags else cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(metric_lines(out)) <= after:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no epoch saved within 60 s: {proc.communicate()}")
+        time.sleep(0.1)
+    return proc
+
+
+def metric_lines(out) -> list:
+    path = pathlib.Path(out) / "metrics.jsonl"
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    proc = long_run(out)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no epoch finished within 60 s"
-            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -193,6 +207,34 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in err
     assert f"--resume {out}" in err
     assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"] >= 1
+
+
+def test_one_process_per_run_folder_and_a_killed_run_resumes(tmp_path):
+    """A second run into the folder of a live one, and --resume of it, end at once (status 2),
+    naming the process; once that process is killed (SIGKILL: no handler runs), --resume works."""
+    out = tmp_path / "run"
+    first = long_run(out)
+    try:
+        still = f"--resume {out}: the run is still training there, in process {first.pid}"
+        for argv, says in ((["--out", str(out), "--overwrite"], f"--out {out}: in use by process {first.pid}"),
+                           (["--resume", str(out)], still)):
+            second = subprocess.run([sys.executable, "-m", "nnbasics.train", *argv, "--quiet"], cwd=ROOT,
+                                    capture_output=True, text=True, timeout=120, check=False)
+            assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+            assert second.stderr.startswith(f"nnbasics-train: error: {says}"), second.stderr
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    finally:
+        first.kill()
+    epoch = torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"]
+    resumed = long_run(out, "--resume", str(out), "--quiet", after=epoch)
+    try:
+        resumed.send_signal(signal.SIGTERM)
+        _, err = resumed.communicate(timeout=30)
+    finally:
+        resumed.kill()
+    assert resumed.returncode == 130, err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"] > epoch
 
 
 # --------------------------------------------------------------------------- faults

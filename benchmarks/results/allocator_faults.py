@@ -1,6 +1,6 @@
 """The measurement behind "Page faults in the training step" in this folder's README: the default
 MLP's training step (custom and builtin, float32 and bfloat16 autocast, batch 256, 2 threads) in
-fresh processes, with glibc's malloc defaults and with ``nnbasics.allocator.keep_freed_memory``;
+fresh processes, with glibc's malloc defaults and with ``nnbasics.train.allocator.keep_freed_memory``;
 minor page faults, system time and wall time per step after 20 warm-up steps. Processes of the
 two settings alternate, three of each; medians. From the repository root:
 
@@ -14,7 +14,8 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time, torch
-from nnbasics import allocator, train as nntrain, data as nndata
+from nnbasics import train as nntrain
+from nnbasics.train import allocator, data as nndata
 from benchmarks.train import first_batch
 if sys.argv[1] == "kept":
     allocator.keep_freed_memory()

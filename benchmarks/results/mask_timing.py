@@ -12,8 +12,8 @@ import statistics
 import torch
 import torch.utils.benchmark as tb
 
-from nnbasics import allocator
 from nnbasics.ops._masks import select, where_else_zero
+from nnbasics.train import allocator
 
 torch.set_num_threads(2)
 allocator.keep_freed_memory()  # as in training: the outputs' memory is reused, not page-faulted anew

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-import nnbasics.data as nndata
+import nnbasics.train.data as nndata
 from nnbasics import train
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         for epoch in range(1, config.epochs + 1):
             train_loss, _, _ = train.train_epoch(model, optimizer, scheduler, loss_fn, train_split, mean=data.mean,
                                                  std=data.std, batch_size=config.batch_size, generator=generator)
-        test_loss, test_acc = train.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std)
+        test_loss, test_acc = train.app.evaluate(model, data.test, loss_fn, mean=data.mean, std=data.std)
         print(f"{name:>8} Functions: test accuracy {test_acc:.2%} (loss {test_loss:.4f}), last epoch's train loss "
               f"{train_loss:.4f}")
     return 0

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import data as nndata
-from . import precision
 from ..cli import ConfigError, Parser, resolve_device
 from ..nn import ACTIVATIONS, INITS, MLP_IMPLS
+from . import data as nndata
+from . import precision
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
