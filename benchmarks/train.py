@@ -223,7 +223,7 @@ def add_step_options(parser, *, batch_sizes: str, min_run_time: float, device_no
                              "other jobs, 1 avoids threads waiting for each other's time slices)")
     parser.add_argument("--malloc-defaults", action="store_true",
                         help="leave glibc's malloc settings as they are (default: keep freed memory for reuse, "
-                             "as nnbasics.train does, for every variant: nnbasics/allocator.py)")
+                             "as nnbasics.train does, for every variant: nnbasics/train/allocator.py)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write a Markdown table")
 

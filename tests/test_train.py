@@ -190,6 +190,15 @@ def long_run(out, *flags, after=0) -> subprocess.Popen:
     return proc
 
 
+def stopped(proc: subprocess.Popen, sig=signal.SIGTERM) -> str:
+    """Send ``sig`` to a ``long_run`` and wait for its end; its stderr."""
+    try:
+        proc.send_signal(sig)
+        return proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+
+
 def metric_lines(out) -> list:
     path = pathlib.Path(out) / "metrics.jsonl"
     return path.read_text().splitlines() if path.is_file() else []
@@ -198,11 +207,7 @@ def metric_lines(out) -> list:
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     proc = long_run(out)
-    try:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    err = stopped(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert f"--resume {out}" in err
@@ -222,17 +227,11 @@ def test_one_process_per_run_folder_and_a_killed_run_resumes(tmp_path):
                                     capture_output=True, text=True, timeout=120, check=False)
             assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
             assert second.stderr.startswith(f"nnbasics-train: error: {says}"), second.stderr
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=30)
     finally:
-        first.kill()
+        stopped(first, signal.SIGKILL)
     epoch = torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"]
     resumed = long_run(out, "--resume", str(out), "--quiet", after=epoch)
-    try:
-        resumed.send_signal(signal.SIGTERM)
-        _, err = resumed.communicate(timeout=30)
-    finally:
-        resumed.kill()
+    err = stopped(resumed)
     assert resumed.returncode == 130, err
     assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["epoch"] > epoch
 

@@ -5,16 +5,14 @@ its own on the CPU (it does on CUDA). With glibc's default settings, large freed
 back to the operating system (a block with a mapping of its own is unmapped, free memory at
 the top of the heap is trimmed), and the next step's tensor of the same size is fresh memory
 whose every 4 KiB page faults, and is zeroed by the kernel, on first touch. A training step frees
-and allocates its activations, gradients and bfloat16 weight copies every time: measured on
-the default MLP (batch 256, 2 threads, bfloat16 autocast; benchmarks/results/README.md, "Page
-faults in the training step"), 700 page faults and 1.3 ms of system time in a custom step of
-7.7 ms, 2,000 faults and 3.4 ms in a built-in step of 10.7 ms.
+and allocates its activations, gradients and bfloat16 weight copies every time, so each step
+pays those faults again.
 
 ``keep_freed_memory`` raises glibc's two thresholds with ``mallopt``, so that freed blocks stay
-in the process and the next step reuses them: the faults drop to 1-9 per step, and the steps
-to 6.5 and 8.4 ms. The price is that the
-memory of the step's peak stays with the process until it ends, which a training run holds
-anyway. It changes nothing where it cannot apply: another C library (macOS, musl), another
+in the process and the next step reuses them. The price is that the memory of the step's peak
+stays with the process until it ends, which a training run holds anyway. The faults and the
+time per step, with and without it, and the command that measures them: "Page faults in the
+training step" in benchmarks/results/README.md. It changes nothing where it cannot apply: another C library (macOS, musl), another
 allocator loaded with ``LD_PRELOAD`` (jemalloc and tcmalloc cache freed memory themselves), or
 a user who set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` variables.
 """

@@ -66,6 +66,8 @@ class RunFolder:
                 out, fd, made = _claim(config)
             except ConfigError as e:
                 error = str(e)
+            except OSError as e:  # a folder that cannot be made or locked after all
+                error = f"--out {config.out or 'runs'}: cannot make or lock the run folder ({e.strerror or e})"
         error, out = distributed.from_main(world, (error, out and str(out)))
         if error is not None:
             raise ConfigError(error)
