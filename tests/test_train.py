@@ -4,9 +4,11 @@ Runs are small (a few dozen hidden units, a subset of the training set) except
 where the real data is the point. They use the real MNIST from the cache
 (nnbasics.train.data fetches it once); without it and outside CI they are skipped.
 """
+import importlib
 import io
 import json
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -279,6 +281,13 @@ def test_bad_flag_from_the_shell_has_no_traceback():
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("nnbasics-train: error: --batch-size 0")
+
+
+def test_the_console_scripts_name_the_commands_mains():
+    scripts = re.findall(r'^(nnbasics-[\w-]+) = "([\w.]+):(\w+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert {"nnbasics-train", "nnbasics-evaluate"} <= {name for name, _, _ in scripts}
+    for name, module, attr in scripts:
+        assert callable(getattr(importlib.import_module(module), attr)), name
 
 
 def test_data_error_exits_with_one_line(tmp_path):
