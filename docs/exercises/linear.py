@@ -31,7 +31,8 @@ class Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
-        raise NotImplementedError("write Linear.backward: return (dL/dX, dL/dW, dL/db), None where not needed")
+        raise NotImplementedError("write Linear.backward: return (dL/dX, dL/dW, dL/db), None where not needed"
+                                  " (pt: escreva Linear.backward: devolva (dL/dX, dL/dW, dL/db), None onde não for pedido)")
 
 
 def sample_inputs():

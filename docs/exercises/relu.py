@@ -28,7 +28,8 @@ class ReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        raise NotImplementedError("write ReLU.backward: return grad_y where x was > 0, and 0 elsewhere")
+        raise NotImplementedError("write ReLU.backward: return grad_y where x was > 0, and 0 elsewhere"
+                                  " (pt: escreva ReLU.backward: devolva grad_y onde x era > 0, e 0 no resto)")
 
 
 def sample_inputs():

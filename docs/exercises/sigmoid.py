@@ -28,7 +28,8 @@ class Sigmoid(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        raise NotImplementedError("write Sigmoid.backward: return grad_y times dy/dx, written with y")
+        raise NotImplementedError("write Sigmoid.backward: return grad_y times dy/dx, written with y"
+                                  " (pt: escreva Sigmoid.backward: devolva grad_y vezes dy/dx, escrita com y)")
 
 
 def sample_inputs():

@@ -31,7 +31,8 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss):
         x, target = ctx.saved_tensors
         p = torch.softmax(x, dim=-1)
-        raise NotImplementedError("write SoftmaxCrossEntropy.backward: return (dL/dx, None)")
+        raise NotImplementedError("write SoftmaxCrossEntropy.backward: return (dL/dx, None)"
+                                  " (pt: escreva SoftmaxCrossEntropy.backward: devolva (dL/dx, None))")
 
 
 def sample_inputs():

@@ -27,7 +27,8 @@ class Tanh(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        raise NotImplementedError("write Tanh.backward: return grad_y times dy/dx, written with y")
+        raise NotImplementedError("write Tanh.backward: return grad_y times dy/dx, written with y"
+                                  " (pt: escreva Tanh.backward: devolva grad_y vezes dy/dx, escrita com y)")
 
 
 def sample_inputs():
