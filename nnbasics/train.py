@@ -120,9 +120,11 @@ def make_optimizer(config: Config, model: torch.nn.Module, *, torch_defaults=Fal
 
 def make_loss(config: Config):
     """loss_fn(logits, target, reduction="mean"): cross-entropy from the run's implementation."""
-    if config.impl == "builtin":
-        return functools.partial(TF.cross_entropy, label_smoothing=config.label_smoothing)
-    return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl)
+    loss = (functools.partial(TF.cross_entropy, label_smoothing=config.label_smoothing) if config.impl == "builtin"
+            else functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl))
+    if config.output == "sigmoid":  # Keras' categorical_crossentropy on sigmoid outputs: -log(σ(z_t) / Σ_j σ(z_j))
+        return lambda logits, target, reduction="mean": loss(TF.logsigmoid(logits), target, reduction=reduction)
+    return loss
 
 
 # --------------------------------------------------------------------------- one step, one epoch
@@ -210,9 +212,9 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _first(split, n):
-    """The first ``n`` examples of a split (views, no copy)."""
-    return nndata.Split(split.images[:n], split.labels[:n])
+def _first(split, n, every=1):
+    """Every ``every``-th of the first ``n`` examples of a split (all: None; views, no copy)."""
+    return nndata.Split(split.images[:n:every], split.labels[:n:every])
 
 
 def run(config: Config, data=None) -> dict:
@@ -250,7 +252,8 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
     if data is None:
         with distributed.main_first(world):  # rank 0 fills the cache, if it is empty
             data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
-    train = data.train if config.limit_train is None else _first(data.train, config.limit_train)
+    data = dataclasses.replace(data, val=_first(data.val, None, config.every))  # --every: the course's [::4]
+    train = _first(data.train, config.limit_train, config.every)
     steps_per_epoch = len(train) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch-size {config.batch_size}: larger than the {len(train)} training examples")
@@ -272,7 +275,7 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
     if config.compile:  # the compiled wrapper shares model's parameters; model.pt is saved from model
         forward, loss_fn = torch.compile(forward), torch.compile(loss_fn)
     amp, why = precision.choose(config.amp, device, config.dtype)
-    kw = {"mean": data.mean, "std": data.std, "dtype": DTYPES[config.dtype], "amp": amp}
+    kw = {"mean": data.mean if config.normalize else 0.0, "std": data.std if config.normalize else 1.0, "dtype": DTYPES[config.dtype], "amp": amp}
     _say(config, f"{config.dataset}: MLP {'-'.join(map(str, model.sizes))} ({config.activation}, {config.impl} ops) "
                  f"on {device}{f' x {world.size} processes' if world.size > 1 else ''}, {config.dtype}"
                  f"{' + bfloat16 autocast' if amp else ''} ({why}){' +compile' if config.compile else ''}, "
