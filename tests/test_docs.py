@@ -129,8 +129,9 @@ def test_each_answer_gets_no_fail_and_each_exercise_fails_until_solved(name):
     assert "NotImplementedError: write" in unsolved.results["gradcheck"].message
 
 
-def test_every_exercise_and_answer_is_on_the_ladder_page():
-    ladder = (DOCS / "exercises" / "README.md").read_text()
+@pytest.mark.parametrize("page", ["README.md", "README.pt.md"])
+def test_every_exercise_and_answer_is_on_the_ladder_page(page):
+    ladder = (DOCS / "exercises" / page).read_text()
     for name, cls in EXERCISES.items():
         assert f"python -m nnbasics.check docs/exercises/{name}.py:{cls}" in ladder
         assert f"(answers/{name}.py)" in ladder
@@ -168,19 +169,21 @@ def test_the_learn_md_table_goes_from_the_course_preset_to_the_default():
 
 # --------------------------------------------------------------------------- the notebook
 
-def test_the_notebook_runs_from_top_to_bottom(tmp_path):
+@pytest.mark.parametrize("notebook", ["from_numpy.ipynb", "from_numpy.pt.ipynb"])
+def test_the_notebook_runs_from_top_to_bottom(tmp_path, notebook):
     try:
         import nbmake  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             raise
         pytest.skip("nbmake is not installed (python3 quickstart.py test installs it)")
-    run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake", str(DOCS / "notebooks" / "from_numpy.ipynb")],
+    run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake", str(DOCS / "notebooks" / notebook)],
         cwd=tmp_path)
 
 
-def test_the_notebook_is_stored_without_outputs():
-    notebook = json.loads((DOCS / "notebooks" / "from_numpy.ipynb").read_text())
+@pytest.mark.parametrize("name", ["from_numpy.ipynb", "from_numpy.pt.ipynb"])
+def test_the_notebook_is_stored_without_outputs(name):
+    notebook = json.loads((DOCS / "notebooks" / name).read_text())
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
