@@ -20,8 +20,8 @@ TEMPLATES = {
     "blocked": ("blocked by {c}: it depends on what {c} found wrong",
                 "bloqueada por {c}: depende do que {c} achou errado"),
     # --- gradcheck, with and without a diagnosis (checks/derivatives.py)
-    "gradcheck_diagnosed": ("{what}: {fix} (gradcheck: {where}; -v prints its Jacobians)",
-                            "{what}: {fix} (gradcheck: {where}; -v mostra as jacobianas)"),
+    "gradcheck_diagnosed": ("{what}: {fix} (gradcheck, against finite differences: {where}; -v prints its Jacobians)",
+                            "{what}: {fix} (gradcheck, contra diferenças finitas: {where}; -v mostra as jacobianas)"),
     "gradcheck_undiagnosed": ("backward disagrees with finite differences ({where}): {fix}",
                               "o backward discorda das diferenças finitas ({where}): {fix}"),
     "jacobian": ("Jacobian mismatch for output {o} with respect to input {i}",
@@ -184,6 +184,7 @@ TEMPLATES.update({
 })
 
 
+_OUTER = ("gradcheck_diagnosed", "gradcheck_undiagnosed", "crash", "crash_forward")
 _GREEDY = {"what"}  # the diagnosis before ": {fix}" may hold ': ' itself (x = 1: expected ...); a fix never does
 
 
@@ -194,8 +195,11 @@ def say(key: str, **fields) -> str:
 
 @functools.cache
 def _patterns():
-    found = []  # the template with the most fixed words first: the most specific reading of a line wins
-    for en, pt in sorted(TEMPLATES.values(), key=lambda pair: -len(re.sub(r"\{\w+\}", "", pair[0]))):
+    # The templates that hold others first (a whole gradcheck line), then the one with the most fixed words: the most
+    # specific reading of a line wins.
+    order = sorted(TEMPLATES, key=lambda k: (k not in _OUTER, -len(re.sub(r"\{\w+\}", "", TEMPLATES[k][0]))))
+    found = []
+    for en, pt in (TEMPLATES[k] for k in order):
         parts = re.split(r"\{(\w+)\}", en)
         seen, regex = set(), ""
         for k, part in enumerate(parts):
