@@ -21,9 +21,11 @@ def _headings(text):
 
 
 def _commands(text):
-    """The commands a page gives (in code spans and blocks), without the --lang pt the Portuguese side adds."""
+    """The commands a page gives (in code spans and blocks), without the --lang pt the Portuguese side adds, and
+    with its placeholders read in English (ARQUIVO.py:NOME is FILE.py:NAME)."""
     found = re.findall(r"(?:`|\$ )(python (?:-m nnbasics\.\w+|docs/)[^`\n]*)", text)
-    return sorted({c.replace(" --lang pt", "").strip() for c in found})
+    found = [c.replace(" --lang pt", "").replace("ARQUIVO.py:NOME", "FILE.py:NAME").strip() for c in found]
+    return sorted(set(found))
 
 
 def _figures(text):
