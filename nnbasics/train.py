@@ -252,8 +252,8 @@ def _run(config, data, checkpoint, world, device, started) -> dict:
     if data is None:
         with distributed.main_first(world):  # rank 0 fills the cache, if it is empty
             data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
-    data = dataclasses.replace(data, val=_first(data.val, None, config.every))  # --every: the course's [::4]
-    train = _first(data.train, config.limit_train, config.every)
+    data = data if config.every == 1 else dataclasses.replace(data, val=_first(data.val, None, config.every))
+    train = _first(data.train, config.limit_train, config.every) if config.limit_train or config.every > 1 else data.train
     steps_per_epoch = len(train) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch-size {config.batch_size}: larger than the {len(train)} training examples")
