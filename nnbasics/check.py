@@ -31,6 +31,7 @@ import torch
 from .cli import ConfigError, Parser, resolve_device
 from .dispatch import IMPLS
 from .testing import CHECKS, OPS, CheckTimeout, check_function, compare, memory_limit, run_both, time_limit
+from .testing.messages import LANGS, language, render
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -64,6 +65,8 @@ def main(argv=None):
     parser.add_argument("--impl", choices=IMPLS, default="custom", help="without a target: which "
                         "hand-written implementation (default: custom)")
     parser.add_argument("--op", action="append", help="without a target: only this op (repeatable); default: all")
+    parser.add_argument("--lang", choices=LANGS, help="with a target: the language of the report's lines (default: pt "
+                        "for a Portuguese locale in LC_ALL, LC_MESSAGES or LANG, else en); --json stays English")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every comparison (without a target), "
                         "or each failure's full text (with one)")
     args = parser.parse_args(argv)
@@ -183,7 +186,7 @@ def check_target(parser, args, device) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(report)
+        print(render(report, language(args.lang)))
         if args.verbose:
             for r in report.results.values():
                 if r.status in ("fail", "warn") and r.detail:

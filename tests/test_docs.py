@@ -129,15 +129,16 @@ def test_each_answer_gets_no_fail_and_each_exercise_fails_until_solved(name):
     assert "NotImplementedError: write" in unsolved.results["gradcheck"].message
 
 
-def test_every_exercise_and_answer_is_on_the_ladder_page():
-    ladder = (DOCS / "exercises" / "README.md").read_text()
+@pytest.mark.parametrize("page", ["README.md", "README.pt.md"])
+def test_every_exercise_and_answer_is_on_the_ladder_page(page):
+    ladder = (DOCS / "exercises" / page).read_text()
     for name, cls in EXERCISES.items():
         assert f"python -m nnbasics.check docs/exercises/{name}.py:{cls}" in ladder
         assert f"(answers/{name}.py)" in ladder
-    for page in ("learn.md", "learn.pt.md"):
-        text = (DOCS / page).read_text()
+    for start in ("learn.md", "learn.pt.md"):
+        text = (DOCS / start).read_text()
         for name in EXERCISES:
-            assert f"(exercises/answers/{name}.py)" in text, (page, name)
+            assert f"(exercises/answers/{name}.py)" in text, (start, name)
 
 
 def test_the_mlp_exercise_trains_your_functions_beside_nnbasics():
@@ -152,10 +153,17 @@ def test_the_mlp_exercise_trains_your_functions_beside_nnbasics():
 # --------------------------------------------------------------------------- the course preset
 
 def test_the_learn_md_table_goes_from_the_course_preset_to_the_default():
-    """Each row of the table adds flags to the one above, and the last is the default run."""
-    rows = re.findall(r"^\| [A-J] \| `python -m nnbasics.train ?([^`]*)`", (DOCS / "learn.md").read_text(), re.MULTILINE)
-    assert len(rows) == 10, rows
+    """Each row of the table adds flags to the one above, and the last is the default run; the Portuguese page has
+    the same commands."""
+    table = r"^\| [A-M] \| `python -m nnbasics.train ?([^`]*)`"
+    rows = re.findall(table, (DOCS / "learn.md").read_text(), re.MULTILINE)
+    assert rows == re.findall(table, (DOCS / "learn.pt.md").read_text(), re.MULTILINE)
+    assert len(rows) == 13, rows
     assert rows[0] == "--preset course" and rows[-1] == ""
+    course, first_quarter = train.parse_args(shlex.split(rows[0])), train.parse_args(shlex.split(rows[3]))
+    assert (course.output, course.normalize, course.every) == ("sigmoid", False, 4)  # the course's Keras run
+    assert (first_quarter.output, first_quarter.normalize, first_quarter.every, first_quarter.limit_train) == (
+        "logits", True, 1, 13750)
     for above, row in itertools.pairwise(rows[1:-1]):
         assert row.startswith(above), (above, row)
     last = train.parse_args(shlex.split(rows[-2]))
@@ -168,19 +176,21 @@ def test_the_learn_md_table_goes_from_the_course_preset_to_the_default():
 
 # --------------------------------------------------------------------------- the notebook
 
-def test_the_notebook_runs_from_top_to_bottom(tmp_path):
+@pytest.mark.parametrize("notebook", ["from_numpy.ipynb", "from_numpy.pt.ipynb"])
+def test_the_notebook_runs_from_top_to_bottom(tmp_path, notebook):
     try:
         import nbmake  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             raise
         pytest.skip("nbmake is not installed (python3 quickstart.py test installs it)")
-    run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake", str(DOCS / "notebooks" / "from_numpy.ipynb")],
+    run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake", str(DOCS / "notebooks" / notebook)],
         cwd=tmp_path)
 
 
-def test_the_notebook_is_stored_without_outputs():
-    notebook = json.loads((DOCS / "notebooks" / "from_numpy.ipynb").read_text())
+@pytest.mark.parametrize("name", ["from_numpy.ipynb", "from_numpy.pt.ipynb"])
+def test_the_notebook_is_stored_without_outputs(name):
+    notebook = json.loads((DOCS / "notebooks" / name).read_text())
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None

@@ -11,6 +11,20 @@ requested gradients read: dL/dX needs W, dL/dW needs X (setup_context does this 
 
 The derivation: docs/ops.md#linear. Hints, the short answer (docs/exercises/answers/linear.py) and what the full op adds:
 docs/exercises/README.md.
+
+Em português: Exercício 4, o backward de uma camada linear.
+
+    forward:   Y = X Wᵀ + b          X (N, in), W (out, in), b (out,)  →  Y (N, out)
+    backward:  dado G = dL/dY (N, out), devolva dL/dX (N, in), dL/dW (out, in), dL/db (out,)
+
+Cada gradiente tem exatamente a forma da sua entrada. Calcule só os que ``ctx.needs_input_grad``
+pede (None para os outros): a verificação needs_input_grad confere. E guarde só o que os
+gradientes pedidos leem: dL/dX precisa de W, dL/dW precisa de X (o setup_context já faz isso).
+
+    python -m nnbasics.check docs/exercises/linear.py:Linear --lang pt
+
+A derivação: docs/ops.pt.md#linear. Dicas, a resposta curta e o que a operação completa
+acrescenta: docs/exercises/README.pt.md.
 """
 import torch
 
@@ -31,7 +45,8 @@ class Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, weight = ctx.saved_tensors
-        raise NotImplementedError("write Linear.backward: return (dL/dX, dL/dW, dL/db), None where not needed")
+        raise NotImplementedError("write Linear.backward: return (dL/dX, dL/dW, dL/db), None where not needed"
+                                  " (pt: escreva Linear.backward: devolva (dL/dX, dL/dW, dL/db), None onde não for pedido)")
 
 
 def sample_inputs():

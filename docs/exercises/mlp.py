@@ -8,7 +8,8 @@ a Function is not a module, so a module holds the weights and calls ``Function.a
 network gets the initial weights of ``nnbasics.nn.MLP`` (the same sizes and seed), and both
 train with the same functions of ``nnbasics.train`` (``make_optimizer``, ``make_scheduler``,
 ``train_epoch``, ``evaluate``), on the same batches in the same order: the two test accuracies
-printed at the end differ only by rounding. Then try ``--activation sigmoid``, the course's.
+printed at the end can differ in the last digits (the two networks add the same products in another order,
+and the steps carry the rounding on). Then try ``--activation sigmoid``, the course's.
 """
 import argparse
 import importlib.util
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
         data.train.images[:args.limit_train], data.train.labels[:args.limit_train])
     steps_per_epoch = len(train_split) // config.batch_size
     theirs, _, _ = train.build(config, steps_per_epoch)  # nnbasics' MLP, seeded: its initial weights
-    runs = {"yours": (your_mlp(theirs, args.activation, args.answers), your_loss(args.answers)),
+    runs = {"your": (your_mlp(theirs, args.activation, args.answers), your_loss(args.answers)),
             "nnbasics": (theirs, train.make_loss(config))}
     print(f"MLP 784-{args.hidden}-10 ({args.activation}), SGD lr {config.lr} (one-cycle) + Nesterov momentum "
           f"{config.momentum}, weight decay {config.weight_decay}, batches of {config.batch_size}, "

@@ -11,6 +11,20 @@ logits get a gradient: the targets are integers; return None for them.
 
 The derivation: docs/ops.md#cross_entropy. Hints, the short answer (docs/exercises/answers/softmax_cross_entropy.py) and what the full op adds:
 docs/exercises/README.md.
+
+Em português: Exercício 5, o backward da entropia cruzada com softmax (média sobre o batch).
+
+    forward:   loss = -(1/N) Σ_n log softmax(x_n)[t_n]      x (N, C) logits, t (N,) índices de classe
+    backward:  grad_x = grad_loss · dloss/dx                 quanto é dloss/dx, com p = softmax(x)?
+
+O setup_context guarda os logits x e os alvos t; o backward recalcula p = softmax(x) a partir de x
+com operações do torch, para que o próprio backward possa ser derivado (derivadas segundas). Só os
+logits recebem gradiente: os alvos são inteiros; devolva None para eles.
+
+    python -m nnbasics.check docs/exercises/softmax_cross_entropy.py:SoftmaxCrossEntropy --lang pt
+
+A derivação: docs/ops.pt.md#entropia-cruzada. Dicas, a resposta curta e o que a operação
+completa acrescenta: docs/exercises/README.pt.md.
 """
 import torch
 
@@ -31,7 +45,8 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss):
         x, target = ctx.saved_tensors
         p = torch.softmax(x, dim=-1)
-        raise NotImplementedError("write SoftmaxCrossEntropy.backward: return (dL/dx, None)")
+        raise NotImplementedError("write SoftmaxCrossEntropy.backward: return (dL/dx, None)"
+                                  " (pt: escreva SoftmaxCrossEntropy.backward: devolva (dL/dx, None))")
 
 
 def sample_inputs():

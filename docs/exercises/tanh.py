@@ -9,6 +9,18 @@ setup_context saves the output y. Write ``backward``, then check it:
 
 The derivation: docs/ops.md#tanh. Hints, the short answer (docs/exercises/answers/tanh.py) and what the full op adds:
 docs/exercises/README.md.
+
+Em português: Exercício 2, o backward da tanh.
+
+    forward:   y = tanh(x) = (e^x - e^(-x)) / (e^x + e^(-x))
+    backward:  grad_x = grad_y · dy/dx            quanto é dy/dx, escrita só com y?
+
+O setup_context guarda a saída y. Escreva ``backward`` e verifique:
+
+    python -m nnbasics.check docs/exercises/tanh.py:Tanh --lang pt
+
+A derivação: docs/ops.pt.md#tanh. Dicas, a resposta curta e o que a operação completa
+acrescenta: docs/exercises/README.pt.md.
 """
 import torch
 
@@ -27,7 +39,8 @@ class Tanh(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         (y,) = ctx.saved_tensors
-        raise NotImplementedError("write Tanh.backward: return grad_y times dy/dx, written with y")
+        raise NotImplementedError("write Tanh.backward: return grad_y times dy/dx, written with y"
+                                  " (pt: escreva Tanh.backward: devolva grad_y vezes dy/dx, escrita com y)")
 
 
 def sample_inputs():

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .checks import CHECKS
+from .checks.diagnose import unsaved_name
 from .target import Fail, Skip, Target, Warn, describe, differentiable, function_name, outputs, probe
 
 STATUSES = ("pass", "warn", "fail", "skip")
@@ -213,12 +214,14 @@ def _crash(t):
         try:
             node.apply(*[g.clone() if isinstance(g, torch.Tensor) else g for g in grad_outputs])
         except Exception as exc:  # noqa: BLE001
-            raised.append((function_name(node), exc))
+            raised.append((function_name(node), exc, getattr(node, "_forward_cls", None)))
 
     probe(t, t.make(), visit)
     if raised:
-        name, exc = raised[0]
-        raise Fail(f"{name}.backward raised {describe(exc)}; every other check needs a working backward", str(exc))
+        name, exc, cls = raised[0]
+        why = unsaved_name(cls, exc)  # a NameError: what ctx saved instead
+        raise Fail(f"{name}.backward raised {describe(exc)}{': ' + why if why else ''}; every other check needs a "
+                   "working backward", str(exc))
     return "forward and backward run on the sample inputs"
 
 

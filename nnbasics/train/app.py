@@ -150,8 +150,11 @@ def run(config: Config, data=None) -> dict:
         if data is None:
             with distributed.main_first(world):  # rank 0 fills the cache, if it is empty
                 data = nndata.load_splits(config.dataset, data_dir=config.data_dir, device=device, quiet=config.quiet)
-        train = data.train if config.limit_train is None else nndata.Split(
-            data.train.images[:config.limit_train], data.train.labels[:config.limit_train])
+        if config.every > 1:  # the course's Keras run: every 4th training and validation image ([::4])
+            data = dataclasses.replace(data, val=nndata.Split(data.val.images[::config.every],
+                                                              data.val.labels[::config.every]))
+        train = data.train if config.limit_train is None and config.every == 1 else nndata.Split(
+            data.train.images[:config.limit_train:config.every], data.train.labels[:config.limit_train:config.every])
         steps_per_epoch = len(train) // config.batch_size
         if steps_per_epoch == 0:
             raise ConfigError(f"--batch-size {config.batch_size}: larger than the {len(train)} training examples")
@@ -166,7 +169,8 @@ def run(config: Config, data=None) -> dict:
         if config.compile:  # the compiled wrapper shares model's parameters; model.pt is saved from model
             forward, loss_fn = torch.compile(forward), torch.compile(loss_fn)
         amp, why = precision.choose(config.amp, device, config.dtype)
-        kw = {"mean": data.mean, "std": data.std, "dtype": DTYPES[config.dtype], "amp": amp}
+        kw = {"mean": data.mean if config.normalize else 0.0, "std": data.std if config.normalize else 1.0,
+              "dtype": DTYPES[config.dtype], "amp": amp}  # --no-normalize: pixels as they are, in [0, 1]
         for line in header(config, model, device, world, amp, why, steps_per_epoch, checkpoint, progress):
             say(config, line)
         live = not config.quiet and sys.stderr.isatty()  # a redrawn bar for a terminal, one line per epoch for a log

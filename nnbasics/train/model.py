@@ -40,9 +40,11 @@ def build(config: Config, steps_per_epoch: int, device=None, *, torch_defaults=F
 
 def make_loss(config: Config):
     """loss_fn(logits, target, reduction="mean"): cross-entropy from the run's implementation."""
-    if config.impl == "builtin":
-        return functools.partial(TF.cross_entropy, label_smoothing=config.label_smoothing)
-    return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl)
+    loss = (functools.partial(TF.cross_entropy, label_smoothing=config.label_smoothing) if config.impl == "builtin"
+            else functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing, impl=config.impl))
+    if config.output == "sigmoid":  # Keras' categorical_crossentropy on sigmoid outputs: -log(σ(z_t) / Σ_j σ(z_j))
+        return lambda logits, target, reduction="mean": loss(TF.logsigmoid(logits), target, reduction=reduction)
+    return loss
 
 
 def make_optimizer(config: Config, model: torch.nn.Module, *, torch_defaults=False) -> torch.optim.Optimizer:

@@ -1,5 +1,7 @@
 """Exercise 4, answered: linear. With G = dL/dY: dX = G W, dW = Gᵀ X, db = Σ_n G[n]
 (each of its input's shape), each computed only if it is asked for.
+Em português: com G = dL/dY, dX = G W, dW = Gᵀ X, db = Σ_n G[n] (cada um com a forma da sua
+entrada), cada um calculado só se for pedido.
 
     python -m nnbasics.check docs/exercises/answers/linear.py:Linear
 """

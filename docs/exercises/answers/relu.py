@@ -1,5 +1,7 @@
 """Exercise 3, answered: ReLU. dy/dx is 1 where x > 0 and 0 elsewhere, 0 at x = 0 included
 (PyTorch's choice). y > 0 exactly where x > 0, so the saved output tells where.
+Em português: dy/dx é 1 onde x > 0 e 0 no resto, inclusive em x = 0 (a escolha do PyTorch). y > 0
+exatamente onde x > 0, então a saída guardada diz onde.
 
     python -m nnbasics.check docs/exercises/answers/relu.py:ReLU
 """

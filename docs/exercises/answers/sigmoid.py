@@ -1,4 +1,5 @@
 """Exercise 1, answered: sigmoid. dy/dx = σ(x)(1 - σ(x)) = y(1 - y), so the output is all backward needs.
+Em português: dy/dx = σ(x)(1 - σ(x)) = y(1 - y), então a saída é tudo de que o backward precisa.
 
     python -m nnbasics.check docs/exercises/answers/sigmoid.py:Sigmoid
 """

@@ -1,5 +1,7 @@
 """Exercise 5, answered: softmax cross-entropy, the mean over a batch of N rows.
 dloss/dx = (p - onehot(t)) / N with p = softmax(x); the targets get no gradient.
+Em português: a média sobre um batch de N linhas; dloss/dx = (p - onehot(t)) / N com
+p = softmax(x); os alvos não recebem gradiente.
 
     python -m nnbasics.check docs/exercises/answers/softmax_cross_entropy.py:SoftmaxCrossEntropy
 """

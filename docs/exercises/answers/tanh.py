@@ -1,4 +1,5 @@
 """Exercise 2, answered: tanh. dy/dx = 1 - tanh²(x) = 1 - y².
+Em português: dy/dx = 1 - tanh²(x) = 1 - y², escrita com a saída guardada, sem cosh.
 
     python -m nnbasics.check docs/exercises/answers/tanh.py:Tanh
 """

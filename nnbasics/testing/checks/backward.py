@@ -112,7 +112,7 @@ def grad_metadata(t):
                                       "gradient of a (m, n) input is (m, n); reduce broadcast dims with .sum_to_size)")))
                 elif g.dtype != m.dtype or g.device != m.device:
                     problems.append(("fail", (f"{name}.backward returned {_meta(g)} for input {i}, which is {_meta(m)}; "
-                                      "autograd silently casts it (and the precision lost is lost): compute the "
+                                      "autograd silently casts it, and what the cast rounds off cannot come back: compute the "
                                       "gradient in the input's dtype and device")))
 
     engine_error = probe(t, t.make(), visit)

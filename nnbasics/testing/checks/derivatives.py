@@ -4,6 +4,7 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from ..compare import compare
+from ..messages import say
 from ..target import Fail, Skip, custom_nodes, describe, differentiable, grads, outputs, random_like
 from .diagnose import diagnose
 
@@ -32,13 +33,11 @@ def gradcheck(t):
         try:
             how = diagnose(t)
         except Exception:  # noqa: BLE001 - no diagnosis then; the finding stands
-            how = ""
+            how = None
         where = describe(exc).split(": ", 1)[1].rstrip(",")
-        fix = "see gradcheck's Jacobians in detail (-v)" if how else ("re-derive that input's gradient; backward must return grad_output times the derivative (the chain "
-               "rule), one gradient per forward input; if the gradient is deliberately not the derivative "
-               "(straight-through, gradient reversal, surrogate), pass true_gradient=False (--not-true-gradient)")
-        raise Fail(f"backward disagrees with finite differences ({where}): {how + ': ' if how else ''}{fix}",
-                   _short(str(exc))) from None
+        if how:  # the diagnosis first, gradcheck's own words after
+            raise Fail(say("gradcheck_diagnosed", what=how[0], fix=how[1], where=where), _short(str(exc))) from None
+        raise Fail(say("gradcheck_undiagnosed", where=where, fix=say("fix_undiagnosed")), _short(str(exc))) from None
     return "first derivatives agree with finite differences (float64)"
 
 
