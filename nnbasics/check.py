@@ -45,8 +45,9 @@ def main(argv=None):
                         "(default: its `reference`, if any)")
     parser.add_argument("--checks", metavar="A,B", help=f"with a target: only these checks (default: all of {', '.join(CHECKS)})")
     parser.add_argument("--json", action="store_true", help="with a target: print the report as JSON")
-    parser.add_argument("--compile-backend", default="inductor", help="with a target: torch.compile's backend for the "
-                        "compile check (default: inductor; aot_eager is quicker)")
+    parser.add_argument("--compile-backend", default="aot_trace", help="with a target: torch.compile's backend for the "
+                        "compile check (default: aot_trace, Dynamo and AOTAutograd without code generation; inductor "
+                        "also compiles and runs Inductor's code, seconds more)")
     parser.add_argument("--timeout", type=float, default=120.0, help="with a target: seconds per check, and for "
                         "importing the target's module (default: 120)")
     parser.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE", help="with a target: a keyword "

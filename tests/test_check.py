@@ -76,7 +76,7 @@ def _run(capsys, *argv):
 def test_a_function_from_a_file_is_checked_and_passes(tmp_path, capsys):
     code, out = _run(capsys, f"{_file(tmp_path)}:Cube")
     assert code == 0, out.out
-    assert out.out.startswith("check_function(Cube): 11 passed, 0 warned, 0 failed, 2 skipped")
+    assert out.out.startswith("check_function(Cube): 13 passed, 0 warned, 0 failed, 2 skipped")
 
 
 def test_a_broken_function_exits_1_and_says_which_check(tmp_path, capsys):

@@ -54,24 +54,34 @@ def ctx_tensors(t):
             for x in _tensors_in(value):
                 kept = f"{function_name(node)} keeps ctx.{attr} (a tensor of shape {tuple(x.shape)})"
                 where = _storage(x)
-                if where in outs_ or where in ins or x.requires_grad:
-                    cycle = cycle or where in outs_
-                    role = "an output (a reference cycle)" if where in outs_ else "an input" if where in ins else \
-                        "a tensor that requires grad"
-                    problems.append(("fail", (f"{kept}, {role}, as an attribute: saved-tensor hooks (checkpointing, "
-                                      "offloading) never see it, and autograd cannot tell when it is modified in "
-                                      "place before backward; save it with ctx.save_for_backward "
-                                      "(ctx.save_for_forward for jvp), keep only non-tensors on ctx")))
+                if where in outs_:
+                    cycle = True
+                    problems.append(("fail", (f"{kept}, an output, as an attribute: a reference cycle (output -> its "
+                                      "grad_fn -> ctx -> output), so the output and everything saved live until the "
+                                      "cyclic garbage collector runs; save it with ctx.save_for_backward, keep only "
+                                      "non-tensors on ctx")))
+                elif where in ins:
+                    problems.append(("warn", (f"{kept}, an input, as an attribute: right, but saved-tensor hooks "
+                                      "(checkpointing, offloading) never see it, and an in-place change of it before "
+                                      "backward goes unnoticed; save it with ctx.save_for_backward (ctx.save_for_forward "
+                                      "for jvp)")))
+                elif x.is_floating_point() or x.is_complex() or x.requires_grad:
+                    problems.append(("fail", (f"{kept}, an intermediate of forward, as an attribute: autograd does not "
+                                      "track it, so double backward takes it for a constant (wrong second derivatives), "
+                                      "and saved-tensor hooks never see it; recompute it in backward from the saved "
+                                      "inputs, or return it as an extra output (ctx.mark_non_differentiable) and "
+                                      "ctx.save_for_backward it")))
                 else:
-                    problems.append(("warn", (f"{kept}, neither an input nor an output nor requiring grad: no cycle and "
-                                      "no wrong result, but saved-tensor hooks (offloading, checkpointing) do not see "
-                                      "it, so its memory stays where it is until backward; save it with "
+                    problems.append(("warn", (f"{kept}, neither an input nor an output nor a floating intermediate: no "
+                                      "cycle and no wrong result, but saved-tensor hooks (offloading, checkpointing) do "
+                                      "not see it, so its memory stays where it is until backward; save it with "
                                       "ctx.save_for_backward if that matters")))
                 break
     try:
         verdict(problems)
     except Fail as exc:
-        exc.spares = () if cycle else ("leak",)  # only an output kept on ctx makes the leak
+        # Only an output kept on ctx makes the leak; only an intermediate the wrong second derivatives.
+        exc.spares = ("gradgradcheck",) if cycle else ("leak",)
         raise
     return "no tensor kept as an attribute of ctx"
 
