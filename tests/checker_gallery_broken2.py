@@ -2,7 +2,7 @@
 ctx, a complex gradient without its conjugates; each fault in the style where it is found in public code, the
 code ours."""
 import torch
-from checker_gallery_sound2 import ComplexLinearScan, _scan
+from checker_gallery_sound2 import ComplexLinearScan, Float32OnlyGelu, _scan
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -124,16 +124,9 @@ class ComplexGradTakesReal(ComplexLinearScan):
         return ga.real, gx.real
 
 
-class Float32OnlyWrongGelu(Function):
+class Float32OnlyWrongGelu(Float32OnlyGelu):
     """A float32-only tanh-GELU with the derivative's 0.5 forgotten: the float32-only limit is said once, and the
     wrong gradient is one failing line, checked in float32."""
-
-    @staticmethod
-    def forward(ctx, x):
-        if x.dtype != torch.float32:
-            raise TypeError(f"fused gelu: expected float32, got {x.dtype}")
-        ctx.save_for_backward(x)
-        return torch.nn.functional.gelu(x, approximate="tanh")
 
     @staticmethod
     def backward(ctx, grad):

@@ -207,11 +207,12 @@ def test_function_tests_puts_one_test_per_check_into_a_users_suite(tmp_path):
 
 
 def test_the_checker_benchmark_runs(tmp_path):
-    """benchmarks.checker --quick: one aot_eager run in a subprocess; its numbers are not asserted."""
+    """benchmarks.checker --quick: the bare script and one default run, each a subprocess; numbers not asserted."""
     from benchmarks import checker as bench
 
     out = tmp_path / "checker.json"
     assert bench.main(["--quick", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["header"]["command"].startswith("python -m benchmarks.checker --quick")
-    assert list(report["results"]) == ["aot_eager"] and report["results"]["aot_eager"]["checks_s"] > 0
+    assert list(report["results"]) == [bench.BARE, "warm"] and report["results"]["warm"]["checks_s"] > 0
+    assert report["results"]["warm"]["ratio"] > 0

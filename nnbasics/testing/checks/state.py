@@ -105,7 +105,8 @@ def _leftovers(t, backward: bool):
 
 
 def leak(t):
-    gc.collect()
+    # No gc.collect() first: garbage made before does not keep these new objects alive, and a full collection of a
+    # process that has loaded torch and Dynamo costs a tenth of a second or more.
     enabled = gc.isenabled()
     gc.disable()  # so that only reference counting frees anything until we ask
     try:
