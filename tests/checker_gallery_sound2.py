@@ -178,3 +178,18 @@ class Float32LogSumExp(Function):
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
         return grad[..., None] * (x - y[..., None]).exp()
+
+
+class DropoutMaskOnCtx(Function):
+    """Dropout keeping its random float mask as a ctx attribute (as many hand-written dropouts do): a floating tensor
+    on ctx, but drawn, not computed from the input: double backward is right to take it for a constant (a warning:
+    hooks do not see it)."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        ctx.mask = (torch.rand_like(x) > p).to(x.dtype) / (1 - p)
+        return x * ctx.mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.mask, None

@@ -40,6 +40,19 @@ def _storage(x):
         return None
 
 
+def _varies(t, nodes, node, attr, x) -> bool:
+    """Whether the tensor kept as ``ctx.<attr>`` is computed from the inputs: forward again on inputs times 1.5 (reseeded
+    like every call), and the same attribute of the same node compared. A mask drawn at random or a constant does
+    not vary, and double backward is right to take it for a constant; a forward that raises there counts as varying."""
+    try:
+        again = custom_nodes(differentiable(outputs(t.run(t.make(scale=1.5)))))
+        other = vars(again[nodes.index(node)]).get(attr)
+        y = next(_tensors_in(other), None)
+    except Exception:  # noqa: BLE001 - no second look: as the rule says, an intermediate
+        return True
+    return y is None or not same_values(x.detach(), y.detach())
+
+
 def ctx_tensors(t):
     a, out = t.first_call()
     outs = differentiable(outputs(out))
@@ -65,14 +78,14 @@ def ctx_tensors(t):
                                       "(checkpointing, offloading) never see it, and an in-place change of it before "
                                       "backward goes unnoticed; save it with ctx.save_for_backward (ctx.save_for_forward "
                                       "for jvp)")))
-                elif x.is_floating_point() or x.is_complex() or x.requires_grad:
+                elif (x.is_floating_point() or x.is_complex() or x.requires_grad) and _varies(t, nodes, node, attr, x):
                     problems.append(("fail", (f"{kept}, an intermediate of forward, as an attribute: autograd does not "
                                       "track it, so double backward takes it for a constant (wrong second derivatives), "
                                       "and saved-tensor hooks never see it; recompute it in backward from the saved "
                                       "inputs, or return it as an extra output (ctx.mark_non_differentiable) and "
                                       "ctx.save_for_backward it")))
                 else:
-                    problems.append(("warn", (f"{kept}, neither an input nor an output nor a floating intermediate: no "
+                    problems.append(("warn", (f"{kept}, neither an input nor an output nor computed from them: no "
                                       "cycle and no wrong result, but saved-tensor hooks (offloading, checkpointing) do "
                                       "not see it, so its memory stays where it is until backward; save it with "
                                       "ctx.save_for_backward if that matters")))

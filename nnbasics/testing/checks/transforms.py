@@ -48,6 +48,13 @@ def _close(what, got, want, problems):
             problems.append(f"{c.name} differs from plain autograd's (max |diff| {c.max_abs_diff:.1e})")
 
 
+def _weighted_sum(f, weights):
+    """The real scalar torch.func.grad differentiates: Σ (output · weight), its real part for complex outputs."""
+    def scalar(*ys):
+        return sum((o * w).sum().real for o, w in zip(f(*ys), weights))
+    return scalar
+
+
 def torch_func(t):
     t.comparable()
     a = t.make(t.wide, grad=[])
@@ -57,8 +64,7 @@ def torch_func(t):
     batch = tuple(torch.stack([x, x * 0.5 + 0.25]) for x in xs)
     weights = random_like(f(*xs))
 
-    def scalar(*ys):
-        return sum((o * w).sum() for o, w in zip(f(*ys), weights))
+    scalar = _weighted_sum(f, weights)
 
     def autograd_grad(*ys):
         ys = [y.detach().requires_grad_() for y in ys]
@@ -194,8 +200,7 @@ def func_compile(t):
     t.reseed()
     weights = random_like(f(*xs))
 
-    def scalar(*ys):
-        return sum((o * w).sum().real for o, w in zip(f(*ys), weights))
+    scalar = _weighted_sum(f, weights)
 
     argnums = tuple(range(len(xs)))
     try:
