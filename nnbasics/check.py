@@ -33,6 +33,7 @@ from .dispatch import IMPLS
 from .testing import CHECKS, OPS, CheckTimeout, check_function, compare, memory_limit, run_both, time_limit
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+TARGET_DTYPES = {**DTYPES, "complex128": torch.complex128, "complex64": torch.complex64}  # --shapes of a target
 
 
 def main(argv=None):
@@ -59,8 +60,8 @@ def main(argv=None):
                         "finite differences or the reference's")
     parser.add_argument("--max-memory", type=float, default=8.0, metavar="GIB", help="with a target: GiB of address "
                         "space the checks may add (default: 8; 0: no cap; not applied with CUDA)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of --shapes inputs, or of the op "
-                        "parity comparison without a target (default: float64)")
+    parser.add_argument("--dtype", choices=TARGET_DTYPES, default="float64", help="dtype of --shapes inputs (complex "
+                        "too), or of the op parity comparison without a target (default: float64)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--impl", choices=IMPLS, default="custom", help="without a target: which "
                         "hand-written implementation (default: custom)")
@@ -202,7 +203,7 @@ def _check_target(args, device):
     reference = getattr(module, args.reference or "reference", None)
     if args.reference and not callable(reference):
         raise TargetError(f"--reference {args.reference}: {module.__name__} defines no function {args.reference}")
-    inputs = sample_inputs(module, args.target, args.shapes, DTYPES[args.dtype], device)
+    inputs = sample_inputs(module, args.target, args.shapes, TARGET_DTYPES[args.dtype], device)
     checks = None
     if args.checks:
         checks = [c.strip() for c in args.checks.split(",") if c.strip()]
@@ -217,6 +218,8 @@ def _check_target(args, device):
 # --------------------------------------------------------------------------- nnbasics' own ops
 
 def check_ops(parser, args, device) -> int:
+    if args.dtype not in DTYPES:
+        parser.error(f"--dtype {args.dtype}: nnbasics' ops are compared in {', '.join(DTYPES)}")
     ops = [op for op in OPS if not args.op or op.name in args.op]
     if not ops:
         parser.error(f"--op {args.op}: unknown; choose from {[op.name for op in OPS]}")
