@@ -37,10 +37,10 @@ DEPENDS = {
     "leak": ("ctx_tensors", "grad_metadata"),
     "compile": ("grad_metadata", "mutation"),
     "compile_func": ("grad_metadata", "mutation", "gradcheck"),
-    "autocast": ("grad_metadata", "mutation", "gradcheck"),
+    "autocast": ("grad_metadata", "mutation", "gradcheck", "reference"),  # a wrong value is wrong under autocast too
     "reference": ("grad_metadata", "mutation", "gradcheck"),
 }
-_FIRST = ("mutation", "ctx_tensors", "grad_metadata", "gradcheck")  # run before what they may block
+_FIRST = ("mutation", "ctx_tensors", "grad_metadata", "gradcheck", "reference")  # run before what they may block
 
 
 @dataclass

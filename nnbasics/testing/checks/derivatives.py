@@ -136,6 +136,8 @@ _SCALES = (("", 1.0), (" at large inputs (x1e3)", 1e3), (" at small inputs (x1e-
 def _difference(name, mine, ref):
     """(kind, text) for a disagreement of ``mine`` with the reference's ``ref``, or None: kind "nonfinite" for inf or
     NaN where the reference is finite, else "differs"."""
+    if mine.shape == ref.shape and mine.dtype == ref.dtype:  # where only the reference overflowed, it is not the judge
+        mine = torch.where(ref.isfinite() | ~mine.isfinite(), mine.detach(), ref.detach())
     c = agree(name, mine, ref)
     if c.close:
         return None
