@@ -122,7 +122,7 @@ GALLERY = [
     ("logsumexp overflows", broken.NaiveLogSumExp, lambda: (_x(3, 6),), {"reference": _lse_reference}, "reference"),
 ]
 
-OPTIONS = {"compile_backend": "aot_eager", "timeout": 120}
+OPTIONS = {"timeout": 120}  # the default compile backend, aot_trace: Dynamo and AOTAutograd, no code generation
 
 
 def run(entry):

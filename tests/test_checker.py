@@ -14,7 +14,7 @@ from nnbasics.functional import IMPLS
 from nnbasics.testing import CHECKS, OPS, assert_function_ok, check_function
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-QUICK = {"compile_backend": "aot_eager"}
+QUICK = {}  # the default compile backend, aot_trace (tests/test_check.py runs aot_eager)
 
 
 def _x(*shape):

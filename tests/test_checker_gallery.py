@@ -10,7 +10,7 @@ from torch.autograd.function import once_differentiable
 
 from nnbasics.testing import CHECKS, check_function
 
-OPTIONS = {"compile_backend": "aot_eager", "timeout": 120}  # aot_eager: Dynamo and AOTAutograd, no code generation
+OPTIONS = {"timeout": 120}  # the default compile backend, aot_trace: Dynamo and AOTAutograd, no code generation
 
 
 # --------------------------------------------------------------------------- correct Functions
