@@ -1,6 +1,7 @@
 """More of the sound half of the gallery of the wild (tests/checker_gallery.py): the classes of Function that a
 round on unseen code found judged wrongly (an index input on ctx, a random forward, in place with a jvp, large
 float32 values, an approximation at extreme inputs, complex tensors, a float32-only forward); the code is ours."""
+import numpy as np
 import torch
 from torch.autograd import Function
 
@@ -193,3 +194,20 @@ class DropoutMaskOnCtx(Function):
     @staticmethod
     def backward(ctx, grad):
         return grad * ctx.mask, None
+
+
+class NumpyNoiseInjection(Function):
+    """Noise injection drawn with NumPy's global generator (as older augmentation and regularisation code does): every
+    call another draw, from a generator torch.manual_seed does not reach."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        noise = torch.from_numpy(np.random.standard_normal(tuple(x.shape))).to(x.dtype)
+        ctx.save_for_backward(noise)
+        ctx.scale = scale
+        return x * (1 + scale * noise)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (noise,) = ctx.saved_tensors
+        return grad * (1 + ctx.scale * noise), None

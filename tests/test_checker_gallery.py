@@ -395,6 +395,7 @@ def test_specific_diagnoses(entry, words):
 
 @pytest.mark.parametrize("entry, check, status, words", [
     ("random forward (reparameterised sample)", "gradcheck", "pass", ["draws random numbers", "torch.manual_seed(0)"]),
+    ("NumPy noise in forward", "gradcheck", "pass", ["draws random numbers", "NumPy's and Python's generators"]),
     ("forward in float32 only", "gradcheck", "warn", ["refuses float64", "runs in float32"]),
     ("safe norm: regularised only at tiny inputs", "reference", "warn", ["only at the checker's scaled inputs", "x1e-3"]),
     ("complex linear scan", "gradcheck", "pass", ["complex128"]),

@@ -11,7 +11,9 @@ a broken first attempt to a clean report.
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -200,6 +202,19 @@ def _run(name, check, target, timeout, interrupts) -> Result:
     return Result(name, status, " ".join(str(message).split()), detail, round(time.perf_counter() - start, 3), spares)
 
 
+@contextlib.contextmanager
+def _other_generators_kept():
+    """Python's and (if loaded) NumPy's global random states, restored after the checks."""
+    numpy = sys.modules.get("numpy")
+    state, numpy_state = random.getstate(), numpy.random.get_state() if numpy else None
+    try:
+        yield
+    finally:
+        random.setstate(state)
+        if numpy:
+            numpy.random.set_state(numpy_state)
+
+
 def _crash(t):
     """Forward, then each Function's own backward, once on the sample inputs (the in-place case found out on the
     way); raise what they raise, as one finding that blocks every other check."""
@@ -254,7 +269,7 @@ def check_function(fn, *sample_inputs, reference=None, kwargs=None, seed=None, c
     results = {}
     # The caller's random state is left as it was: reseeding (seed=, or a forward found to draw) stays in here.
     rng = torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else [])
-    with interrupts.watch(), rng:
+    with interrupts.watch(), rng, _other_generators_kept():
         crash = _run("gradcheck" if "gradcheck" in names else names[0], _crash, target, timeout, interrupts)
         if crash.status == "fail":
             results[crash.name] = crash

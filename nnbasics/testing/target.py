@@ -9,6 +9,8 @@ engine validates (sums, casts) what it returns.
 """
 from __future__ import annotations
 
+import random
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -119,6 +121,7 @@ class Target:
         self.reference, self.seed, self.compile_backend = reference, seed, compile_backend
         self.true_gradient = true_gradient
         self.auto_seed = False  # set by settle_randomness: forward draws random numbers, every call is reseeded
+        self.other_generators = False  # ... from NumPy's or Python's generator too
         self.random = ""  # set by settle_randomness: why no comparison of two calls can be trusted
         # An in-place Function (ctx.mark_dirty) cannot be applied to a leaf that requires grad: autograd refuses
         # before it runs. Once a call says so, ``run`` hands it clones (non-leaves), as real code does.
@@ -139,7 +142,7 @@ class Target:
         """``fn(*a.args, **a.kwargs)`` (default: the function under test), reseeded first if it draws random numbers
         (``reseed=False``: by the caller, outside a region torch.compile traces, where torch.manual_seed breaks the graph)."""
         if self.seed is not None and reseed:
-            torch.manual_seed(self.seed)
+            self.reseed()
         args = a.args
         if self.inplace:  # a leaf: one requiring grad, or a dual tensor of forward-mode gradcheck (its primal shared)
             args = tuple(x.clone() if i in a.diff and isinstance(x, torch.Tensor) and x.is_leaf else x
@@ -206,16 +209,22 @@ class Target:
         if twice():
             return
         self.seed, self.auto_seed = 0, True
+        if not twice() and "numpy" in sys.modules:  # NumPy or Python random: reseed those too
+            self.other_generators = True
         if not twice():
-            self.seed, self.auto_seed = None, False
-            self.random = ("forward returns other values on every call with the same inputs, even after "
-                           "torch.manual_seed (NumPy or Python random, a clock?): two calls cannot be compared; draw "
-                           "with torch's generator (then seed=) or pass the noise as an input")
+            self.seed, self.auto_seed, self.other_generators = None, False, False
+            self.random = ("forward returns other values on every call with the same inputs, even after seeding "
+                           "torch's, NumPy's and Python's generators (a clock, another library's generator?): two calls "
+                           "cannot be compared; draw with torch's generator or pass the noise as an input")
 
     def reseed(self):
-        """torch.manual_seed(seed) when every call is reseeded (for a caller that calls with reseed=False)."""
+        """torch.manual_seed(seed) when every call is reseeded (for a caller that calls with reseed=False); NumPy's and
+        Python's generators too when forward draws from them (``check_function`` restores all three afterwards)."""
         if self.seed is not None:
             torch.manual_seed(self.seed)
+            if self.other_generators:
+                random.seed(self.seed)
+                sys.modules["numpy"].random.seed(self.seed)
 
     def comparable(self):
         """Skip a check that compares two calls when forward cannot be made to repeat itself."""

@@ -58,8 +58,9 @@ def gradcheck(t):
         raise Warn(f"first derivatives agree with finite differences, but {t.narrow}: a limitation (float64 callers, "
                    "and gradcheck in float64, cannot use it); let forward follow its input's dtype (no hard-coded "
                    "float32, no .float())")
-    drawn = ("; forward draws random numbers, so every call of every check is reseeded (torch.manual_seed(0)) and "
-             "compares one draw with itself" if t.auto_seed else "")
+    seeded = "torch.manual_seed(0), NumPy's and Python's generators too" if t.other_generators else "torch.manual_seed(0)"
+    drawn = (f"; forward draws random numbers, so every call of every check is reseeded ({seeded}) and compares one "
+             "draw with itself" if t.auto_seed else "")
     return f"first derivatives agree with finite differences ({_dtype_name(t)}){drawn}"
 
 
