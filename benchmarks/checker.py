@@ -6,8 +6,9 @@ default compile backend (``aot_trace``: Dynamo and AOTAutograd, no code generati
     python -m benchmarks.checker [--target docs/examples/softplus.py:Softplus] [--rounds 3] [--inductor] [--json F] [--markdown F]
     python -m benchmarks.checker --quick      (the bare script and one default run: that they work; numbers mean nothing)
 
-Each round runs the variants one after the other in fresh processes (bare, cold, warm in the folder the cold
-run filled, with ``--inductor`` Inductor cold and warm, then a further Function in one process), so that load from other jobs falls
+Each round runs the variants one after the other in fresh processes (bare, the bare script followed by the
+imports that checking torch.func and torch.compile needs (``torch._dynamo``, ``functorch.compile``: the floor of
+any such run), cold, warm in the folder the cold run filled, with ``--inductor`` Inductor cold and warm, then a further Function in one process), so that load from other jobs falls
 on all of them alike. Reported per variant: the process's wall clock (Python and torch start-up included), the
 checks' own seconds (the sum of the report's ``seconds``) and the ``compile`` check's; the ratio of each
 round's wall clock to the same round's bare script (the median of those ratios); the median over the rounds,
@@ -27,9 +28,9 @@ import torch
 from benchmarks import common
 from nnbasics import files
 
-VARIANTS = ("bare gradcheck + gradgradcheck", "cold", "warm", "inductor, cold", "inductor, warm",
-            "warm, a further Function in the same process")
-BARE, FURTHER = VARIANTS[0], VARIANTS[-1]
+VARIANTS = ("bare gradcheck + gradgradcheck", "the bare script + importing Dynamo and AOTAutograd", "cold", "warm",
+            "inductor, cold", "inductor, warm", "warm, a further Function in the same process")
+BARE, FLOOR, FURTHER = VARIANTS[0], VARIANTS[1], VARIANTS[-1]
 
 # The bare script: what a user would run without the checker (the module loaded as the checker loads it).
 _BARE = """import importlib.util, sys, time
@@ -44,6 +45,9 @@ torch.autograd.gradcheck(fn.apply, inputs)
 torch.autograd.gradgradcheck(fn.apply, inputs)
 print(time.perf_counter() - start)
 """
+# The floor of any run that checks torch.func and torch.compile: the bare script, then the imports the first
+# torch.func.grad (torch._dynamo) and the compile check (AOTAutograd's functorch.compile) cannot do without.
+_FLOOR = _BARE.replace("print(", "import torch._dynamo, functorch.compile\nprint(")
 
 
 def further(target) -> dict:
@@ -69,8 +73,8 @@ def run_once(target, variant, cache_dir) -> dict:
     argv = [sys.executable, "-m", "nnbasics.check", target, "--json"]
     if variant == FURTHER:
         argv = [sys.executable, "-m", "benchmarks.checker", "--further", target]
-    if variant == BARE:
-        argv = [sys.executable, "-c", _BARE, target]
+    if variant in (BARE, FLOOR):
+        argv = [sys.executable, "-c", _BARE if variant == BARE else _FLOOR, target]
     if variant.startswith("inductor"):
         env["TORCHINDUCTOR_CACHE_DIR"] = cache_dir + "-inductor"
         argv += ["--compile-backend", "inductor"]
@@ -81,7 +85,7 @@ def run_once(target, variant, cache_dir) -> dict:
         raise SystemExit(f"benchmarks.checker: {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
     if variant == FURTHER:
         return json.loads(done.stdout)
-    if variant == BARE:
+    if variant in (BARE, FLOOR):
         return {"wall_s": wall, "checks_s": float(done.stdout.split()[-1]), "compile_s": 0.0}
     report = json.loads(done.stdout)
     seconds = {r["name"]: r["seconds"] for r in report["results"]}
