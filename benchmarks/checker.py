@@ -1,15 +1,18 @@
-"""How long ``python -m nnbasics.check FILE.py:NAME`` takes for one small Function, every check included:
-with Inductor's cache cold (a new ``TORCHINDUCTOR_CACHE_DIR``) and warm (the same folder, run again), and
-with ``--compile-backend aot_eager`` (no code generation).
+"""How long ``python -m nnbasics.check FILE.py:NAME`` takes for one small Function, every check included, against
+a bare script that imports torch and runs ``gradcheck`` and ``gradgradcheck`` on the same Function: with empty
+caches (a new ``TORCHINDUCTOR_CACHE_DIR``: cold) and filled ones (the same folder, run again: warm), with the
+default compile backend (``aot_trace``: Dynamo and AOTAutograd, no code generation) and with ``inductor``.
 
-    python -m benchmarks.checker [--target docs/examples/softplus.py:Softplus] [--rounds 3] [--json F] [--markdown F]
-    python -m benchmarks.checker --quick      (one aot_eager run: that it still works; its numbers mean nothing)
+    python -m benchmarks.checker [--target docs/examples/softplus.py:Softplus] [--rounds 3] [--inductor] [--json F] [--markdown F]
+    python -m benchmarks.checker --quick      (the bare script and one default run: that they work; numbers mean nothing)
 
-Each round runs the three variants one after the other in fresh processes (cold, then warm in the folder the
-cold run filled, then aot_eager), so that load from other jobs falls on all of them alike. Reported per variant:
-the process's wall clock (Python and torch start-up included), the checks' own seconds (the sum of the
-report's ``seconds``) and the ``compile`` check's; and, warm, the second Function checked in one process (what each
-further Function of a test suite costs, once start-up and Dynamo's first compile are paid); the median over the rounds, and the load average.
+Each round runs the variants one after the other in fresh processes (bare, the bare script followed by the
+imports that checking torch.func and torch.compile needs (``torch._dynamo``, ``functorch.compile``: the floor of
+any such run), cold, warm in the folder the cold run filled, with ``--inductor`` Inductor cold and warm, then a further Function in one process), so that load from other jobs falls
+on all of them alike. Reported per variant: the process's wall clock (Python and torch start-up included), the
+checks' own seconds (the sum of the report's ``seconds``) and the ``compile`` check's; the ratio of each
+round's wall clock to the same round's bare script (the median of those ratios); the median over the rounds,
+and the load average.
 """
 import argparse
 import json
@@ -25,8 +28,26 @@ import torch
 from benchmarks import common
 from nnbasics.train import files
 
-VARIANTS = ("cold", "warm", "aot_eager", "warm, a further Function in the same process")
-FURTHER = VARIANTS[-1]
+VARIANTS = ("bare gradcheck + gradgradcheck", "the bare script + importing Dynamo and AOTAutograd", "cold", "warm",
+            "inductor, cold", "inductor, warm", "warm, a further Function in the same process")
+BARE, FLOOR, FURTHER = VARIANTS[0], VARIANTS[1], VARIANTS[-1]
+
+# The bare script: what a user would run without the checker (the module loaded as the checker loads it).
+_BARE = """import importlib.util, sys, time
+start = time.perf_counter()
+import torch
+path, name = sys.argv[1].rsplit(":", 1)
+spec = importlib.util.spec_from_file_location("target", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+fn, inputs = getattr(module, name), module.sample_inputs()
+torch.autograd.gradcheck(fn.apply, inputs)
+torch.autograd.gradgradcheck(fn.apply, inputs)
+print(time.perf_counter() - start)
+"""
+# The floor of any run that checks torch.func and torch.compile: the bare script, then the imports the first
+# torch.func.grad (torch._dynamo) and the compile check (AOTAutograd's functorch.compile) cannot do without.
+_FLOOR = _BARE.replace("print(", "import torch._dynamo, functorch.compile\nprint(")
 
 
 def further(target) -> dict:
@@ -52,8 +73,11 @@ def run_once(target, variant, cache_dir) -> dict:
     argv = [sys.executable, "-m", "nnbasics.check", target, "--json"]
     if variant == FURTHER:
         argv = [sys.executable, "-m", "benchmarks.checker", "--further", target]
-    if variant == "aot_eager":
-        argv += ["--compile-backend", "aot_eager"]
+    if variant in (BARE, FLOOR):
+        argv = [sys.executable, "-c", _BARE if variant == BARE else _FLOOR, target]
+    if variant.startswith("inductor"):
+        env["TORCHINDUCTOR_CACHE_DIR"] = cache_dir + "-inductor"
+        argv += ["--compile-backend", "inductor"]
     start = time.perf_counter()
     done = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=900)
     wall = time.perf_counter() - start
@@ -61,6 +85,8 @@ def run_once(target, variant, cache_dir) -> dict:
         raise SystemExit(f"benchmarks.checker: {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
     if variant == FURTHER:
         return json.loads(done.stdout)
+    if variant in (BARE, FLOOR):
+        return {"wall_s": wall, "checks_s": float(done.stdout.split()[-1]), "compile_s": 0.0}
     report = json.loads(done.stdout)
     seconds = {r["name"]: r["seconds"] for r in report["results"]}
     return {"wall_s": wall, "checks_s": sum(seconds.values()), "compile_s": seconds.get("compile", 0.0)}
@@ -72,6 +98,10 @@ def measure(target, rounds, variants=VARIANTS) -> dict:
         with tempfile.TemporaryDirectory(prefix="nnbasics-inductor-") as cache:
             for variant in variants:
                 found[variant].append(run_once(target, variant, cache))
+            bare = found[BARE][-1]["wall_s"] if BARE in found else None
+            for variant in variants:
+                if bare and variant not in (BARE, FURTHER):
+                    found[variant][-1]["ratio"] = found[variant][-1]["wall_s"] / bare
     return {v: {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"rounds": runs}
             for v, runs in found.items()}
 
@@ -79,9 +109,11 @@ def measure(target, rounds, variants=VARIANTS) -> dict:
 def markdown(target, results, load) -> str:
     lines = [f"# `python -m nnbasics.check {target}`", "",
              f"Median of {len(next(iter(results.values()))['rounds'])} round(s); load average before / after: {load[0]} / {load[1]}.", "",
-             "| variant | wall clock (process; the second check for the last row) | the checks | of which `compile` |", "|---|---|---|---|"]
+             ("| variant | wall clock (process; the second check for the last row) | x the bare script | the checks "
+              "(the bare script: its own seconds) | of which `compile` |"), "|---|---|---|---|---|"]
     for v, r in results.items():
-        lines.append(f"| {v} | {r['wall_s']:.1f} s | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else "1" if v == BARE else ""
+        lines.append(f"| {v} | {r['wall_s']:.1f} s | {ratio} | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +123,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--markdown", metavar="FILE")
-    parser.add_argument("--quick", action="store_true", help="one aot_eager run: that it works (numbers mean nothing)")
+    parser.add_argument("--inductor", action="store_true", help="also the compile check with --compile-backend inductor, "
+                        "caches cold and warm")
+    parser.add_argument("--quick", action="store_true", help="the bare script and one default run: that they work (numbers mean nothing)")
     parser.add_argument("--further", metavar="TARGET", help=argparse.SUPPRESS)  # the in-process variant's worker
     args = parser.parse_args(argv)
     if args.further:
@@ -103,7 +137,8 @@ def main(argv=None):
                                 sys.argv[1:] if argv is None else argv)
     header["timer"] = "time.perf_counter around each subprocess; the checks' own Result.seconds"
     before = common.load_average()
-    results = measure(args.target, 1 if args.quick else args.rounds, ("aot_eager",) if args.quick else VARIANTS)
+    results = measure(args.target, 1 if args.quick else args.rounds, (BARE, "warm") if args.quick else
+                      [v for v in VARIANTS if args.inductor or not v.startswith("inductor")])
     after = common.load_average()
     text = markdown(args.target, results, (before, after))
     print(text)

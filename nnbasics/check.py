@@ -34,6 +34,7 @@ from .testing import CHECKS, OPS, CheckTimeout, check_function, compare, memory_
 from .testing.messages import LANGS, language, render
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+TARGET_DTYPES = {**DTYPES, "complex128": torch.complex128, "complex64": torch.complex64}  # --shapes of a target
 
 
 def main(argv=None):
@@ -46,8 +47,9 @@ def main(argv=None):
                         "(default: its `reference`, if any)")
     parser.add_argument("--checks", metavar="A,B", help=f"with a target: only these checks (default: all of {', '.join(CHECKS)})")
     parser.add_argument("--json", action="store_true", help="with a target: print the report as JSON")
-    parser.add_argument("--compile-backend", default="inductor", help="with a target: torch.compile's backend for the "
-                        "compile check (default: inductor; aot_eager is quicker)")
+    parser.add_argument("--compile-backend", default="aot_trace", help="with a target: torch.compile's backend for the "
+                        "compile check (default: aot_trace, Dynamo and AOTAutograd without code generation; inductor "
+                        "also compiles and runs Inductor's code, seconds more)")
     parser.add_argument("--timeout", type=float, default=120.0, help="with a target: seconds per check, and for "
                         "importing the target's module (default: 120)")
     parser.add_argument("--kwarg", action="append", default=[], metavar="NAME=VALUE", help="with a target: a keyword "
@@ -59,8 +61,8 @@ def main(argv=None):
                         "finite differences or the reference's")
     parser.add_argument("--max-memory", type=float, default=8.0, metavar="GIB", help="with a target: GiB of address "
                         "space the checks may add (default: 8; 0: no cap; not applied with CUDA)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float64", help="dtype of --shapes inputs, or of the op "
-                        "parity comparison without a target (default: float64)")
+    parser.add_argument("--dtype", choices=TARGET_DTYPES, default="float64", help="dtype of --shapes inputs (complex "
+                        "too), or of the op parity comparison without a target (default: float64)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--impl", choices=IMPLS, default="custom", help="without a target: which "
                         "hand-written implementation (default: custom)")
@@ -204,7 +206,7 @@ def _check_target(args, device):
     reference = getattr(module, args.reference or "reference", None)
     if args.reference and not callable(reference):
         raise TargetError(f"--reference {args.reference}: {module.__name__} defines no function {args.reference}")
-    inputs = sample_inputs(module, args.target, args.shapes, DTYPES[args.dtype], device)
+    inputs = sample_inputs(module, args.target, args.shapes, TARGET_DTYPES[args.dtype], device)
     checks = None
     if args.checks:
         checks = [c.strip() for c in args.checks.split(",") if c.strip()]
@@ -219,6 +221,8 @@ def _check_target(args, device):
 # --------------------------------------------------------------------------- nnbasics' own ops
 
 def check_ops(parser, args, device) -> int:
+    if args.dtype not in DTYPES:
+        parser.error(f"--dtype {args.dtype}: nnbasics' ops are compared in {', '.join(DTYPES)}")
     ops = [op for op in OPS if not args.op or op.name in args.op]
     if not ops:
         parser.error(f"--op {args.op}: unknown; choose from {[op.name for op in OPS]}")

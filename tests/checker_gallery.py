@@ -6,7 +6,9 @@ confusion table docs/checker.md publishes, and tests/test_checker_gallery.py ass
 Each entry: (name, Function, sample inputs, check_function options, the one check that must fail or None).
 """
 import checker_gallery_broken as broken
+import checker_gallery_broken2 as broken2
 import checker_gallery_sound as sound
+import checker_gallery_sound2 as sound2
 import torch
 
 DOUBLE = torch.float64
@@ -31,6 +33,15 @@ def _lse_reference(x):
     return torch.logsumexp(x, -1)
 
 
+def _complex_scan_inputs():
+    return ((0.5 * torch.randn(3, 6, dtype=torch.complex128)).requires_grad_(),
+            torch.randn(3, 6, dtype=torch.complex128, requires_grad=True))
+
+
+def _gelu_tanh(x):
+    return torch.nn.functional.gelu(x, approximate="tanh")
+
+
 GALLERY = [
     ("tutorial ReLU (old style)", sound.TutorialReLU, lambda: (_x(4, 5),), {"reference": torch.relu}, None),
     ("docs Exp", sound.DocsExp, lambda: (_x(4, 5),), {"reference": torch.exp}, None),
@@ -52,8 +63,50 @@ GALLERY = [
      {"reference": lambda x, dim: torch.sort(x, dim)[0]}, None),
     ("two outputs, grads not materialized", sound.SinCosUnmaterialized, lambda: (_x(4, 5),),
      {"reference": lambda x: (x.sin(), x.cos())}, None),
+    ("int64 index input kept on ctx", sound2.GatherWithIndexOnCtx, lambda: (_x(4, 5), torch.randint(0, 5, (4, 3))),
+     {"reference": lambda x, i: x.gather(1, i)}, None),
+    ("random forward (reparameterised sample)", sound2.GaussianReparam, lambda: (_x(4, 5), _x(4, 5)), {}, None),
+    ("in place, mark_dirty and an in-place jvp", sound2.ExpInPlaceWithJvp, lambda: (_x(4, 5),), {"reference": torch.exp}, None),
+    ("float32 rounding near 0 in a gradient of magnitude 300", sound2.CenteredEnergy,
+     lambda: ((torch.randn(8, 32, dtype=DOUBLE) * 30 + 1000).requires_grad_(),),
+     {"reference": lambda x: x.var(-1, correction=0) * x.shape[-1]}, None),
+    ("safe norm: regularised only at tiny inputs", sound2.SafeNorm, lambda: (_x(4, 5),),
+     {"reference": lambda x: torch.linalg.vector_norm(x, dim=-1)}, None),
+    ("complex linear scan", sound2.ComplexLinearScan, _complex_scan_inputs, {"reference": sound2.complex_scan_reference}, None),
+    ("forward in float32 only", sound2.Float32OnlyGelu, lambda: (torch.randn(4, 5, requires_grad=True),),
+     {"reference": _gelu_tanh}, None),
+    ("AMP matmul with custom_fwd and custom_bwd", sound2.AmpMatmul, lambda: (_x(4, 6), _x(6, 3)), {"reference": torch.mm}, None),
+    ("logsumexp forced to float32 under autocast", sound2.Float32LogSumExp, lambda: (_x(3, 6),),
+     {"reference": _lse_reference}, None),
+    ("random dropout mask on ctx", sound2.DropoutMaskOnCtx, lambda: (_x(4, 5), 0.3), {}, None),
+    ("NumPy noise in forward", sound2.NumpyNoiseInjection, lambda: (_x(4, 5), 0.1), {}, None),
+    ("input kept on ctx (hidden from hooks)", broken.InputOnCtx, lambda: (_x(4, 5),), {"reference": torch.sin}, None),
     ("in-place logits without mark_dirty", broken.InPlaceLogitsCE, _ce_inputs, {}, "mutation"),
-    ("input kept on ctx", broken.InputOnCtx, lambda: (_x(4, 5),), {"reference": torch.sin}, "ctx_tensors"),
+    ("forward intermediate kept on ctx", broken2.TanhIntermediateOnCtx, lambda: (_x(4, 5),),
+     {"reference": torch.nn.functional.silu}, "ctx_tensors"),
+    ("layer norm statistics in autocast's dtype", broken2.LowPrecisionLayerNormStats,
+     lambda: ((torch.randn(4, 64, dtype=DOUBLE) + 10).requires_grad_(),),
+     {"reference": lambda x: torch.nn.functional.layer_norm(x, x.shape[-1:])}, "autocast"),
+    ("x.detach() at the start of forward", broken2.DetachedForwardExp, lambda: (_x(4, 5),), {"reference": torch.exp},
+     "compile_func"),
+    ("log(sigmoid(x)) in two steps", broken2.NaiveLogSigmoid, lambda: (_x(4, 5),),
+     {"reference": torch.nn.functional.logsigmoid}, "reference"),
+    ("dropout mask drawn again in backward", broken2.DropoutRedrawsInBackward, lambda: (_x(4, 5), 0.5), {}, "gradcheck"),
+    ("complex gradient cut to its real part", broken2.ComplexGradTakesReal, _complex_scan_inputs,
+     {"reference": sound2.complex_scan_reference}, "grad_metadata"),
+    ("float32-only forward, a factor missing in backward", broken2.Float32OnlyWrongGelu,
+     lambda: (torch.randn(4, 5, requires_grad=True),), {"reference": _gelu_tanh}, "gradcheck"),
+    ("in place, jvp not in place", broken2.InPlaceJvpOutOfPlace, lambda: (_x(4, 5),), {"reference": lambda x: x * 3},
+     "forward_ad"),
+    ("output on ctx through a list", broken2.OutputInCtxList, lambda: (_x(4, 5),), {"reference": torch.exp},
+     "ctx_tensors"),
+    ("one-pass variance cancels in float32", broken2.OnePassVariance,
+     lambda: ((torch.randn(4, 64, dtype=DOUBLE) + 100).requires_grad_(),),
+     {"reference": lambda x: x.var(-1, correction=0)}, "reference"),
+    ("norm regularised in forward too", broken2.EpsilonNorm, lambda: (_x(4, 5),),
+     {"reference": lambda x: torch.linalg.vector_norm(x, dim=-1)}, "reference"),
+    ("complex gradient without conjugates", broken2.ComplexScanWithoutConj, _complex_scan_inputs,
+     {"reference": sound2.complex_scan_reference}, "gradcheck"),
     ("output cycle through a closure", broken.ClosureCycle, lambda: (_x(4, 5),), {"reference": torch.tanh}, "leak"),
     ("grad_output.view assumes contiguous", broken.ViewGradOutput, lambda: (_x(2, 4, 5), _x(5, 3)), {}, "grad_layouts"),
     ("squeeze drops a dimension", broken.SqueezedGrad, lambda: (_x(4, 5), _x(4, 1)), {}, "grad_metadata"),
@@ -72,7 +125,7 @@ GALLERY = [
     ("logsumexp overflows", broken.NaiveLogSumExp, lambda: (_x(3, 6),), {"reference": _lse_reference}, "reference"),
 ]
 
-OPTIONS = {"compile_backend": "aot_eager", "timeout": 120}
+OPTIONS = {"timeout": 120}  # the default compile backend, aot_trace: Dynamo and AOTAutograd, no code generation
 
 
 def run(entry):

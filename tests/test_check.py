@@ -76,7 +76,40 @@ def _run(capsys, *argv):
 def test_a_function_from_a_file_is_checked_and_passes(tmp_path, capsys):
     code, out = _run(capsys, f"{_file(tmp_path)}:Cube")
     assert code == 0, out.out
-    assert out.out.startswith("check_function(Cube): 11 passed, 0 warned, 0 failed, 2 skipped")
+    assert out.out.startswith("check_function(Cube): 13 passed, 0 warned, 0 failed, 2 skipped")
+
+
+COMPLEX = """import torch
+
+
+class Conj(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z):
+        return z.conj() * z
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return {grad}
+"""
+
+
+@pytest.mark.parametrize("grad, code", [("2 * grad.real * z", 0), ("grad * z", 1)])
+def test_a_complex_function_is_checked_with_complex_shapes(tmp_path, capsys, grad, code):
+    """|z|² = conj(z)·z: its gradient (autograd's convention, dL/d conj z) is 2·Re(grad)·z; without it, gradcheck fails."""
+    path = _file(tmp_path, name="conj.py", text=COMPLEX.format(grad=grad))
+    got, out = _run(capsys, f"{path}:Conj", "--shapes", "3x4", "--dtype", "complex128")
+    assert got == code, out.out
+    if code == 0:
+        assert "first derivatives agree with finite differences (complex128)" in out.out
+    else:
+        assert "FAIL  gradcheck" in out.out
 
 
 def test_a_broken_function_exits_1_and_says_which_check(tmp_path, capsys):
@@ -207,11 +240,12 @@ def test_function_tests_puts_one_test_per_check_into_a_users_suite(tmp_path):
 
 
 def test_the_checker_benchmark_runs(tmp_path):
-    """benchmarks.checker --quick: one aot_eager run in a subprocess; its numbers are not asserted."""
+    """benchmarks.checker --quick: the bare script and one default run, each a subprocess; numbers not asserted."""
     from benchmarks import checker as bench
 
     out = tmp_path / "checker.json"
     assert bench.main(["--quick", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["header"]["command"].startswith("python -m benchmarks.checker --quick")
-    assert list(report["results"]) == ["aot_eager"] and report["results"]["aot_eager"]["checks_s"] > 0
+    assert list(report["results"]) == [bench.BARE, "warm"] and report["results"]["warm"]["checks_s"] > 0
+    assert report["results"]["warm"]["ratio"] > 0

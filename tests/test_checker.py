@@ -14,7 +14,7 @@ from nnbasics.functional import IMPLS
 from nnbasics.testing import CHECKS, OPS, assert_function_ok, check_function
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-QUICK = {"compile_backend": "aot_eager"}
+QUICK = {}  # the default compile backend, aot_trace (tests/test_check.py runs aot_eager)
 
 
 def _x(*shape):
@@ -87,7 +87,7 @@ class Double(Function):
 def test_report_has_one_line_per_check_and_a_dict_for_json():
     report = check_function(Double, _x(3, 4), reference=lambda x: x * 2, **QUICK)
     lines = str(report).splitlines()
-    assert lines[0].startswith("check_function(Double): 11 passed, 0 warned, 0 failed, 2 skipped")
+    assert lines[0].startswith("check_function(Double): 13 passed, 0 warned, 0 failed, 2 skipped")
     assert [line.split()[1] for line in lines[1:]] == list(CHECKS)
     assert report.ok and report.results["forward_ad"].status == "skip"
     as_dict = report.to_dict()
@@ -246,7 +246,12 @@ def test_exercises_fail_until_solved_and_pass_once_solved(name):
     assert "NotImplementedError: write" in unsolved.results["gradcheck"].message
     solved = _solve(skeleton, backward)
     report = check_function(solved, *module.sample_inputs(), reference=module.reference, **QUICK)
-    assert report.ok and [n for n, r in report.results.items() if r.status != "pass"] == ["forward_ad", "opcheck"], str(report)
+    # The linear answer's backward multiplies a bfloat16 grad_output by a float32 weight when forward ran under
+    # autocast: it raises there, a limitation (a warning naming custom_fwd/custom_bwd), not a defect.
+    limited = ["forward_ad", "autocast", "opcheck"] if name == "linear" else ["forward_ad", "opcheck"]
+    assert report.ok and [n for n, r in report.results.items() if r.status != "pass"] == limited, str(report)
+    if name == "linear":
+        assert "custom_bwd" in report.results["autocast"].message, str(report)
     assert check_function(answer, *module.sample_inputs(), reference=module.reference,
                           checks=["gradcheck", "reference"]).ok
 
@@ -266,11 +271,11 @@ def test_custom_op_passes_opcheck_and_the_checker_shows_what_torch_func_lacks():
     assert report.results["opcheck"].status == "pass", str(report)
 
 
-def test_the_worked_example_of_the_docs_goes_from_five_failures_to_none():
+def test_the_worked_example_of_the_docs_goes_from_two_failures_to_none():
     """docs/checker.md shows these two reports; the findings it walks through must stay true."""
     first = _exercise("softplus_first_attempt", "examples")
     report = check_function(first.Softplus, *first.sample_inputs(), reference=first.reference, **QUICK)
-    assert report.failed == ["ctx_tensors", "mutation", "reference"], str(report)
+    assert report.failed == ["mutation", "reference"] and report.warned == ["ctx_tensors"], str(report)
     assert report.results["grad_layouts"].message.startswith("blocked by mutation")
     assert "at large inputs" in report.results["reference"].message
     fixed = _exercise("softplus", "examples")

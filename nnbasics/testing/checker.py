@@ -11,7 +11,9 @@ a broken first attempt to a clean report.
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -27,19 +29,21 @@ STATUSES = ("pass", "warn", "fail", "skip")
 
 # A check is skipped, "blocked by X", when X failed: its own finding would only repeat X's (a wrong-shaped
 # gradient also fails gradcheck; an output kept on ctx is also a leak; a write into grad_output also breaks an
-# expanded grad_output and double backward). When forward or backward raises on the sample inputs, that is
+# expanded grad_output and double backward; an intermediate kept on ctx is a constant to double backward). When forward or backward raises on the sample inputs, that is
 # gradcheck's one failure and every other check is blocked by it.
 DEPENDS = {
     "gradcheck": ("grad_metadata", "mutation"),  # an undeclared write also corrupts finite differences
-    "gradgradcheck": ("grad_metadata", "mutation", "gradcheck"),
+    "gradgradcheck": ("grad_metadata", "mutation", "gradcheck", "ctx_tensors"),  # an intermediate on ctx: a constant
     "torch_func": ("grad_metadata", "mutation"),
     "grad_layouts": ("grad_metadata", "mutation"),
     "needs_input_grad": ("grad_metadata",),
     "leak": ("ctx_tensors", "grad_metadata"),
     "compile": ("grad_metadata", "mutation"),
+    "compile_func": ("grad_metadata", "mutation", "gradcheck"),
+    "autocast": ("grad_metadata", "mutation", "gradcheck", "reference"),  # a wrong value is wrong under autocast too
     "reference": ("grad_metadata", "mutation", "gradcheck"),
 }
-_FIRST = ("mutation", "ctx_tensors", "grad_metadata", "gradcheck")  # run before what they may block
+_FIRST = ("mutation", "ctx_tensors", "grad_metadata", "gradcheck", "reference")  # run before what they may block
 
 
 @dataclass
@@ -199,6 +203,19 @@ def _run(name, check, target, timeout, interrupts) -> Result:
     return Result(name, status, " ".join(str(message).split()), detail, round(time.perf_counter() - start, 3), spares)
 
 
+@contextlib.contextmanager
+def _other_generators_kept():
+    """Python's and (if loaded) NumPy's global random states, restored after the checks."""
+    numpy = sys.modules.get("numpy")
+    state, numpy_state = random.getstate(), numpy.random.get_state() if numpy else None
+    try:
+        yield
+    finally:
+        random.setstate(state)
+        if numpy:
+            numpy.random.set_state(numpy_state)
+
+
 def _crash(t):
     """Forward, then each Function's own backward, once on the sample inputs (the in-place case found out on the
     way); raise what they raise, as one finding that blocks every other check."""
@@ -208,6 +225,8 @@ def _crash(t):
         raise Fail(f"forward raised {describe(exc)} on the sample inputs; every other check needs a working call",
                    str(exc)) from None
     differentiable(outputs(out))
+    t.settle_dtype()
+    t.settle_randomness()
     raised = []
 
     def visit(node, grad_outputs):
@@ -226,7 +245,7 @@ def _crash(t):
 
 
 def check_function(fn, *sample_inputs, reference=None, kwargs=None, seed=None, checks=None, timeout=120.0,
-                   compile_backend="inductor", true_gradient=True, strict=False) -> Report:
+                   compile_backend="aot_trace", true_gradient=True, strict=False) -> Report:
     """Run every check (``nnbasics.testing.checks.CHECKS``) on ``fn`` and return the ``Report``.
 
     fn: an ``autograd.Function`` subclass (called through ``.apply``), a ``torch.library`` custom op, or any
@@ -237,7 +256,8 @@ def check_function(fn, *sample_inputs, reference=None, kwargs=None, seed=None, c
     reference: the same computation with built-in ops, for the ``reference`` check (else skipped).
     kwargs: keyword arguments passed on every call. seed: reseed torch before every call (random Functions).
     checks: the names of the checks to run (default: all). timeout: seconds per check.
-    compile_backend: what the ``compile`` check hands to ``torch.compile`` (``"aot_eager"`` is quicker).
+    compile_backend: what the ``compile`` check hands to ``torch.compile``: ``"aot_trace"`` (Dynamo and AOTAutograd,
+        no code generation: what a Function must pass), or any backend name, e.g. ``"inductor"`` (its code too).
     true_gradient: False for a gradient that is deliberately not the derivative (straight-through estimators,
         gradient reversal, surrogate gradients): it is not compared with finite differences or the reference.
     strict: a warning (limited or wasteful, but right) makes ``report.ok`` False too.
@@ -250,7 +270,9 @@ def check_function(fn, *sample_inputs, reference=None, kwargs=None, seed=None, c
         raise ValueError(f"check_function: unknown check(s) {unknown}; choose from {list(CHECKS)}")
     interrupts = _Interrupts()
     results = {}
-    with interrupts.watch():
+    # The caller's random state is left as it was: reseeding (seed=, or a forward found to draw) stays in here.
+    rng = torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else [])
+    with interrupts.watch(), rng, _other_generators_kept():
         crash = _run("gradcheck" if "gradcheck" in names else names[0], _crash, target, timeout, interrupts)
         if crash.status == "fail":
             results[crash.name] = crash

@@ -9,9 +9,13 @@ engine validates (sums, casts) what it returns.
 """
 from __future__ import annotations
 
+import random
+import sys
 from dataclasses import dataclass
 
 import torch
+
+from .compare import Comparison, compare, tolerances
 
 
 class Fail(Exception):
@@ -76,11 +80,16 @@ class Args:
         return Args(tuple(args), self.kwargs, self.diff)
 
 
+_COMPLEX = {torch.float64: torch.complex128, torch.float32: torch.complex64, torch.float16: torch.complex32}
+
+
 def _copy(a, dtype, requires_grad, scale):
     if not isinstance(a, torch.Tensor):
         return a
     x = a.detach()
-    if x.is_floating_point():
+    if x.is_floating_point() or x.is_complex():
+        if dtype is not None and x.is_complex():  # a floating dtype asked of a complex input: its complex twin
+            dtype = _COMPLEX.get(dtype, dtype) if dtype.is_floating_point else dtype
         x = x.to(dtype or x.dtype) * scale if requires_grad else x.to(dtype or x.dtype)
     return x.clone().requires_grad_(requires_grad)
 
@@ -88,7 +97,7 @@ def _copy(a, dtype, requires_grad, scale):
 class Target:
     """The function under test and its sample inputs (never modified: every check gets copies)."""
 
-    def __init__(self, fn, inputs, *, kwargs=None, reference=None, seed=None, compile_backend="inductor",
+    def __init__(self, fn, inputs, *, kwargs=None, reference=None, seed=None, compile_backend="aot_trace",
                  true_gradient=True):
         if is_function_class(fn):
             self.call, self.name = fn.apply, fn.__qualname__
@@ -103,11 +112,17 @@ class Target:
             raise ValueError("check_function: no sample input requires grad; mark the tensors to differentiate "
                              "with .requires_grad_() (e.g. torch.randn(4, 5, dtype=torch.float64, requires_grad=True))")
         for i in self.diff:
-            if not self.inputs[i].is_floating_point():
+            if not (self.inputs[i].is_floating_point() or self.inputs[i].is_complex()):
                 raise ValueError(f"check_function: input {i} requires grad but is {self.inputs[i].dtype}; "
-                                 "only floating-point tensors can be differentiated")
+                                 "only floating-point and complex tensors can be differentiated")
+        # The dtype of finite differences: float64 (complex128 for complex inputs), unless forward refuses it; then
+        # the inputs' own dtype, and ``narrow`` says why (settle_dtype).
+        self.wide, self.narrow = torch.float64, ""
         self.reference, self.seed, self.compile_backend = reference, seed, compile_backend
         self.true_gradient = true_gradient
+        self.auto_seed = False  # set by settle_randomness: forward draws random numbers, every call is reseeded
+        self.other_generators = False  # ... from NumPy's or Python's generator too
+        self.random = ""  # set by settle_randomness: why no comparison of two calls can be trusted
         # An in-place Function (ctx.mark_dirty) cannot be applied to a leaf that requires grad: autograd refuses
         # before it runs. Once a call says so, ``run`` hands it clones (non-leaves), as real code does.
         self.inplace = False
@@ -123,13 +138,15 @@ class Target:
         kwargs = {k: _copy(v, dtype, False, 1.0) for k, v in self.kwargs.items()}
         return Args(args, kwargs, list(grad))
 
-    def run(self, a: Args, fn=None):
-        """``fn(*a.args, **a.kwargs)`` (default: the function under test), reseeded first if it draws random numbers."""
-        if self.seed is not None:
-            torch.manual_seed(self.seed)
+    def run(self, a: Args, fn=None, reseed=True):
+        """``fn(*a.args, **a.kwargs)`` (default: the function under test), reseeded first if it draws random numbers
+        (``reseed=False``: by the caller, outside a region torch.compile traces, where torch.manual_seed breaks the graph)."""
+        if self.seed is not None and reseed:
+            self.reseed()
         args = a.args
-        if self.inplace:
-            args = tuple(x.clone() if isinstance(x, torch.Tensor) and x.requires_grad and x.is_leaf else x for x in args)
+        if self.inplace:  # a leaf: one requiring grad, or a dual tensor of forward-mode gradcheck (its primal shared)
+            args = tuple(x.clone() if i in a.diff and isinstance(x, torch.Tensor) and x.is_leaf else x
+                         for i, x in enumerate(args))
         return (fn or self.call)(*args, **a.kwargs)
 
     def first_call(self):
@@ -145,11 +162,85 @@ class Target:
         a = self.make()
         return a, self.run(a)
 
-    def differentiable_fn(self, a: Args):
+    def settle_dtype(self):
+        """Call forward once in float64: if it raises there while it ran in the inputs' own dtype, every check runs in
+        that dtype (with its tolerances) and ``narrow`` says so, once, instead of each check failing on float64."""
+        if all(self.inputs[i].dtype in (torch.float64, torch.complex128) for i in self.diff):
+            return  # the first call was in float64
+        try:
+            outputs(self.run(self.make(torch.float64)))
+        except Exception as exc:  # noqa: BLE001 - the Function's own refusal, reported once by gradcheck
+            own = self.inputs[self.diff[0]].dtype
+            self.wide = own.to_real() if own.is_complex else own
+            self.narrow = (f"forward refuses float64 ({describe(exc)[:120]}), so every check runs in "
+                           f"{str(self.wide).removeprefix('torch.')} with its tolerances, finite differences included")
+
+    def reference_dtypes(self):
+        """(dtype, name) pairs the reference is compared in: float64 tight and float32 loose, or the inputs' own."""
+        pairs = ((torch.float64, "float64"), (torch.float32, "float32"))
+        return [(d, n) for d, n in pairs if d == self.wide] if self.narrow else pairs
+
+    def reference_kinds(self) -> str:
+        if self.narrow:
+            return f"{str(self.wide).removeprefix('torch.')}, normal/large/small inputs"
+        return "float64 tight, float32 loose, normal/large/small inputs"
+
+    def fd_options(self) -> dict:
+        """gradcheck's step and tolerances for finite differences in ``wide``: its defaults in float64, wider below."""
+        if self.wide == torch.float64:
+            return {}
+        if self.wide == torch.float32:
+            return {"eps": 1e-3, "atol": 1e-2, "rtol": 1e-2}
+        return {"eps": 3e-2, "atol": 1e-1, "rtol": 1e-1}
+
+    def settle_randomness(self):
+        """Call forward twice on the same inputs: a forward that draws random numbers (different outputs) is reseeded
+        before every call (torch.manual_seed(0)), so that each comparison compares one draw with itself; if even
+        that does not make two calls agree (NumPy or Python random, a clock), ``random`` says so and the comparing
+        checks are skipped. Never fails: comparing two draws is no finding."""
+        if self.seed is not None:
+            return
+
+        def twice():
+            first, second = (outputs(self.run(self.make())) for _ in range(2))
+            return len(first) == len(second) and all(
+                agree("", x.detach(), y.detach()).close for x, y in zip(first, second))
+
+        if twice():
+            return
+        self.seed, self.auto_seed = 0, True
+        if not twice() and "numpy" in sys.modules:  # NumPy or Python random: reseed those too
+            self.other_generators = True
+        if not twice():
+            self.seed, self.auto_seed, self.other_generators = None, False, False
+            self.random = ("forward returns other values on every call with the same inputs, even after seeding "
+                           "torch's, NumPy's and Python's generators (a clock, another library's generator?): two calls "
+                           "cannot be compared; draw with torch's generator or pass the noise as an input")
+
+    def reseed(self):
+        """torch.manual_seed(seed) when every call is reseeded (for a caller that calls with reseed=False); NumPy's and
+        Python's generators too when forward draws from them (``check_function`` restores all three afterwards)."""
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+            if self.other_generators:
+                random.seed(self.seed)
+                sys.modules["numpy"].random.seed(self.seed)
+
+    def comparable(self):
+        """Skip a check that compares two calls when forward cannot be made to repeat itself."""
+        if self.random:
+            raise Skip(f"not compared: {self.random}")
+
+    def differentiable_fn(self, a: Args, reseed=True):
         """fn(*differentiable inputs) -> tuple of floating outputs, the rest of ``a`` fixed (gradcheck, torch.func)."""
         def f(*tensors):
-            return tuple(o for o in outputs(self.run(a.replace(tensors))) if o.is_floating_point())
+            return tuple(o for o in outputs(self.run(a.replace(tensors), reseed=reseed)) if inexact(o))
         return f
+
+
+def inexact(x) -> bool:
+    """A floating or complex tensor: one that can be differentiated."""
+    return x.is_floating_point() or x.is_complex()
 
 
 def outputs(out) -> list:
@@ -166,7 +257,7 @@ def outputs(out) -> list:
 
 def differentiable(outs) -> list:
     """The outputs gradients flow back from; Fail when there is none."""
-    found = [o for o in outs if o.is_floating_point() and o.requires_grad]
+    found = [o for o in outs if inexact(o) and o.requires_grad]
     if not found:
         raise Fail("no output requires grad although inputs do: forward must compute its outputs from the inputs "
                    "(not under .detach() or a new tensor), and not mark every output non-differentiable")
@@ -182,11 +273,28 @@ def random_like(outs, seed=8191) -> list:
     """A random upstream gradient for each tensor in ``outs`` (same shape, dtype, device), reproducibly (from a seed of
     its own: sample inputs drawn after torch.manual_seed(0) would otherwise be equal to it)."""
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device, o.dtype) for o in outs]
+    return [torch.randn(o.shape, generator=g, dtype=torch.complex128 if o.is_complex() else torch.float64).to(o.device, o.dtype)
+            for o in outs]
 
 
 def grads(outs, inputs, grad_outs, **kwargs) -> tuple:
     return torch.autograd.grad(outs, inputs, grad_outs, allow_unused=True, **kwargs)
+
+
+def agree(name, mine, ref, dtype=None) -> Comparison:
+    """``compare`` for the checks: within the dtype's tolerances, relative to each element (|a - b| <= atol + rtol·|b|,
+    as torch.testing.assert_close) and to the tensor's magnitude, so that rounding in a sum of large terms (an element
+    near 0 computed from values near 300) is no finding; complex tensors compared as (real, imaginary) pairs."""
+    if isinstance(mine, torch.Tensor) and isinstance(ref, torch.Tensor) and mine.dtype == ref.dtype and mine.is_complex():
+        mine, ref = torch.view_as_real(mine.detach().resolve_conj()), torch.view_as_real(ref.detach().resolve_conj())
+    if not (isinstance(ref, torch.Tensor) and ref.is_floating_point() and ref.numel()):
+        return compare(name, mine, ref)
+    dtype = dtype or ref.dtype  # whose rounding to allow for: the values' own, or what they went through (autocast)
+    rtol, atol = tolerances(dtype) if dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16) \
+        else (1e-7, 1e-9)
+    finite = ref.detach()[ref.detach().isfinite()]
+    scale = finite.abs().max().item() if finite.numel() else 0.0
+    return compare(name, mine, ref, rtol=rtol, atol=atol + min(rtol, 64 * torch.finfo(dtype).eps) * scale)
 
 
 def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -2,8 +2,9 @@
 established, or raises ``Fail`` / ``Skip`` (``nnbasics.testing.target``). ``docs/checker.md`` explains each."""
 from .backward import grad_layouts, grad_metadata, needs_input_grad
 from .derivatives import forward_ad, gradcheck, gradgradcheck, reference
+from .precision import autocast
 from .state import ctx_tensors, leak, mutation
-from .transforms import custom_op, torch_compile, torch_func
+from .transforms import custom_op, func_compile, torch_compile, torch_func
 
 CHECKS = {
     "gradcheck": gradcheck,
@@ -17,6 +18,8 @@ CHECKS = {
     "leak": leak,
     "mutation": mutation,
     "compile": torch_compile,
+    "compile_func": func_compile,
+    "autocast": autocast,
     "reference": reference,
     "opcheck": custom_op,
 }

@@ -3,17 +3,19 @@ one gradient per input, of exactly the input's shape, dtype and device; ``None``
 for the inputs that need no gradient."""
 import torch
 
-from ..compare import compare
 from ..target import (
     Fail,
+    agree,
     describe,
     differentiable,
     expected_grads,
     function_name,
     grads,
+    inexact,
     outputs,
     probe,
     random_like,
+    same_values,
     verdict,
 )
 
@@ -40,11 +42,14 @@ def _layouts(g: torch.Tensor) -> dict:
 
 
 def grad_layouts(t):
+    t.comparable()
     probe_outs = differentiable(outputs(t.run(t.make())))
     problems = []
     for kind in sorted({k for o in probe_outs for k in _layouts(o)}):
+        # Each forward straight before its own backward: a random Function, reseeded before forward, then draws the
+        # same numbers in backward too.
         a, b = t.make(), t.make()
-        outs_a, outs_b = differentiable(outputs(t.run(a))), differentiable(outputs(t.run(b)))
+        outs_a = differentiable(outputs(t.run(a)))
         odd = [_layouts(o).get(kind, g) for o, g in zip(outs_a, random_like(outs_a))]
         plain = [g.contiguous().clone() for g in odd]  # before backward runs: it might write into odd
         try:
@@ -52,9 +57,10 @@ def grad_layouts(t):
         except Exception as exc:  # noqa: BLE001 - failing only for this layout is the finding
             problems.append(f"for a grad_output {kind}, backward raised {describe(exc)}")
             continue
+        outs_b = differentiable(outputs(t.run(b)))
         want = grads(outs_b, b.tensors, plain)
         for i, x, y in zip(a.diff, got, want):
-            c = compare(f"gradient of input {i}", x, y)
+            c = agree(f"gradient of input {i}", x, y)
             if not c.close:
                 problems.append(f"{c.name} for a grad_output {kind} (max |diff| {c.max_abs_diff:.1e})")
     if problems:
@@ -132,7 +138,7 @@ def _unread_saved(t, k):
         def pack(x):
             same = [i for i, arg in enumerate(a.args) if isinstance(arg, torch.Tensor) and arg.shape == x.shape
                     and arg.data_ptr() == x.data_ptr()]
-            floating.append((x.is_floating_point(), f"input {same[0]}" if same else f"a tensor of shape {tuple(x.shape)}"))
+            floating.append((inexact(x), f"input {same[0]}" if same else f"a tensor of shape {tuple(x.shape)}"))
             return len(floating) - 1, x.detach()  # detached: no reference cycle through a saved output
 
         def unpack(packed):
@@ -147,7 +153,7 @@ def _unread_saved(t, k):
     floating, clean = run()
     unread = []
     for s, (is_float, what) in enumerate(floating):
-        if is_float and clean is not None and compare("", run(poison=s)[1], clean).exact:
+        if is_float and clean is not None and same_values(run(poison=s)[1], clean):
             unread.append((s, what))
     return unread
 

@@ -40,6 +40,19 @@ def _storage(x):
         return None
 
 
+def _varies(t, nodes, node, attr, x) -> bool:
+    """Whether the tensor kept as ``ctx.<attr>`` is computed from the inputs: forward again on inputs times 1.5 (reseeded
+    like every call), and the same attribute of the same node compared. A mask drawn at random or a constant does
+    not vary, and double backward is right to take it for a constant; a forward that raises there counts as varying."""
+    try:
+        again = custom_nodes(differentiable(outputs(t.run(t.make(scale=1.5)))))
+        other = vars(again[nodes.index(node)]).get(attr)
+        y = next(_tensors_in(other), None)
+    except Exception:  # noqa: BLE001 - no second look: as the rule says, an intermediate
+        return True
+    return y is None or not same_values(x.detach(), y.detach())
+
+
 def ctx_tensors(t):
     a, out = t.first_call()
     outs = differentiable(outputs(out))
@@ -54,24 +67,34 @@ def ctx_tensors(t):
             for x in _tensors_in(value):
                 kept = f"{function_name(node)} keeps ctx.{attr} (a tensor of shape {tuple(x.shape)})"
                 where = _storage(x)
-                if where in outs_ or where in ins or x.requires_grad:
-                    cycle = cycle or where in outs_
-                    role = "an output (a reference cycle)" if where in outs_ else "an input" if where in ins else \
-                        "a tensor that requires grad"
-                    problems.append(("fail", (f"{kept}, {role}, as an attribute: saved-tensor hooks (checkpointing, "
-                                      "offloading) never see it, and autograd cannot tell when it is modified in "
-                                      "place before backward; save it with ctx.save_for_backward "
-                                      "(ctx.save_for_forward for jvp), keep only non-tensors on ctx")))
+                if where in outs_:
+                    cycle = True
+                    problems.append(("fail", (f"{kept}, an output, as an attribute: a reference cycle (output -> its "
+                                      "grad_fn -> ctx -> output), so the output and everything saved live until the "
+                                      "cyclic garbage collector runs; save it with ctx.save_for_backward, keep only "
+                                      "non-tensors on ctx")))
+                elif where in ins:
+                    problems.append(("warn", (f"{kept}, an input, as an attribute: right, but saved-tensor hooks "
+                                      "(checkpointing, offloading) never see it, and an in-place change of it before "
+                                      "backward goes unnoticed; save it with ctx.save_for_backward (ctx.save_for_forward "
+                                      "for jvp)")))
+                elif (x.is_floating_point() or x.is_complex() or x.requires_grad) and _varies(t, nodes, node, attr, x):
+                    problems.append(("fail", (f"{kept}, an intermediate of forward, as an attribute: autograd does not "
+                                      "track it, so double backward takes it for a constant (wrong second derivatives), "
+                                      "and saved-tensor hooks never see it; recompute it in backward from the saved "
+                                      "inputs, or return it as an extra output (ctx.mark_non_differentiable) and "
+                                      "ctx.save_for_backward it")))
                 else:
-                    problems.append(("warn", (f"{kept}, neither an input nor an output nor requiring grad: no cycle and "
-                                      "no wrong result, but saved-tensor hooks (offloading, checkpointing) do not see "
-                                      "it, so its memory stays where it is until backward; save it with "
+                    problems.append(("warn", (f"{kept}, neither an input nor an output nor computed from them: no "
+                                      "cycle and no wrong result, but saved-tensor hooks (offloading, checkpointing) do "
+                                      "not see it, so its memory stays where it is until backward; save it with "
                                       "ctx.save_for_backward if that matters")))
                 break
     try:
         verdict(problems)
     except Fail as exc:
-        exc.spares = () if cycle else ("leak",)  # only an output kept on ctx makes the leak
+        # Only an output kept on ctx makes the leak; only an intermediate the wrong second derivatives.
+        exc.spares = ("gradgradcheck",) if cycle else ("leak",)
         raise
     return "no tensor kept as an attribute of ctx"
 
@@ -95,7 +118,8 @@ def _leftovers(t, backward: bool):
 
 
 def leak(t):
-    gc.collect()
+    # No gc.collect() first: garbage made before does not keep these new objects alive, and a full collection of a
+    # process that has loaded torch and Dynamo costs a tenth of a second or more.
     enabled = gc.isenabled()
     gc.disable()  # so that only reference counting frees anything until we ask
     try:
