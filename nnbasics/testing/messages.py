@@ -149,6 +149,16 @@ LINES = {
         "não é uma custom op de torch.library: nada a verificar no registro (torch.library.opcheck)",
     "save each tensor whenever a gradient that reads it is needed":
         "guarde cada tensor sempre que um gradiente que o lê for pedido",
+    "torch.compile(torch.func.grad(...), fullgraph=True) gives eager torch.func.grad's gradients":
+        "torch.compile(torch.func.grad(...), fullgraph=True) dá os mesmos gradientes que torch.func.grad no modo eager",
+    "outputs and gradients equal the reference's in the same region":
+        "saídas e gradientes iguais aos da referência na mesma região",
+    "runs (no reference to compare)": "roda (sem referência para comparar)",
+    ("decorate forward with @torch.amp.custom_fwd(device_type=...) and backward with @torch.amp.custom_bwd("
+     "device_type=...) so that backward runs in forward's autocast state, or cast inside (grad.to(x.dtype))"):
+        ("decore o forward com @torch.amp.custom_fwd(device_type=...) e o backward com @torch.amp.custom_bwd("
+         "device_type=...), para que o backward rode no mesmo estado de autocast do forward, ou converta dentro "
+         "(grad.to(x.dtype))"),
 }
 TEMPLATES.update({
     "compile_pass": ("torch.compile(fullgraph=True, backend={backend}): one graph, outputs and gradients equal eager",
@@ -175,6 +185,14 @@ TEMPLATES.update({
         "None for those without one (non-tensors too)"),
         ("{name}.backward devolveu {n} valor(es) para {m} entrada(s) do forward: devolva um gradiente por entrada do "
         "forward, None para as que não têm (as que não são tensores também)")),
+    "autocast_pass": ("forward under {name}, backward after it: {compared}",
+                      "forward sob {name}, backward depois dele: {compared}"),
+    "autocast_raises": (("with forward under {name} and backward after it, the Function raises {exc}: a limitation, "
+                         "mixed-precision training (torch.autocast) cannot use it; {fix}"),
+                        ("com o forward sob {name} e o backward depois dele, a Function levanta {exc}: uma limitação, "
+                         "o treino em precisão mista (torch.autocast) não pode usá-la; {fix}")),
+    "gradcheck_pass": ("first derivatives agree with finite differences ({dtype}){drawn}",
+                       "as derivadas primeiras concordam com as diferenças finitas ({dtype}){drawn}"),
     "saved_none": (
         ("with only input {k} requiring grad, {name}.backward raised {exc}: a tensor it reads was saved as None because "
         "ctx.needs_input_grad said no gradient needs it, but the gradient of input {j} does"),
