@@ -48,7 +48,7 @@ import torch
 from benchmarks import common
 from nnbasics import files
 from nnbasics.functional import IMPLS
-from nnbasics.testing import OPS, OPS_BY_NAME, ce_make, linear_make
+from nnbasics.testing.registry import OPS, OPS_BY_NAME, ce_make, linear_make
 
 MODES = ("forward", "backward", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

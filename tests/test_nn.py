@@ -92,7 +92,7 @@ def test_mlp_state_dict_loads_into_plain_torch_sequential():
 def test_mlp_rejects_bad_arguments():
     with pytest.raises(ValueError, match="activation='gelu' is unknown"):
         nnb.MLP([4, 2], activation="gelu")
-    with pytest.raises(ValueError, match="impl='fast' is unknown"):
+    with pytest.raises(ValueError, match="impl='fast' is not an implementation"):
         nnb.MLP([4, 2], impl="fast")
     with pytest.raises(ValueError, match="sizes=\\[4\\] must list"):
         nnb.MLP([4])
