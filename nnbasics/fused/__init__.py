@@ -103,18 +103,24 @@ class Hardtanh_(FastApply, ops.Hardtanh_):
     backward = staticmethod(Hardtanh.backward)
 
 
+def _with_drawn_p(textbook):
+    """``textbook.setup_context``, then ``ctx.p`` set to the drop probability the draw of
+    ``dropout.py`` uses (``drawn_p``): backward scales by it."""
+    def setup_context(ctx, inputs, output):
+        textbook.setup_context(ctx, inputs, output)
+        ctx.p = _dropout.drawn_p(ctx.p)
+    return staticmethod(setup_context)
+
+
 class Dropout(FastApply, ops.Dropout):
     """The draw of ``dropout.py`` (16 bits per element; random numbers are not compiled)."""
+
+    setup_context = _with_drawn_p(ops.Dropout)
 
     @staticmethod
     def forward(x, p):
         mask = _dropout.draw_keep(x, p)
         return _dropout_derivative_times(x, mask, _dropout.drawn_p(p)), mask
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ops.Dropout.setup_context(ctx, inputs, output)
-        ctx.p = _dropout.drawn_p(ctx.p)
 
     @staticmethod
     def backward(ctx, grad_y, _grad_mask):
@@ -140,14 +146,11 @@ class Dropout_(FastApply, ops.Dropout_):
 class ActivationDropout(FastApply, ops.ActivationDropout):
     """The draw of ``dropout.py``; the rest writes a bool mask, so it runs eagerly on the CPU."""
 
+    setup_context = _with_drawn_p(ops.ActivationDropout)
+
     @staticmethod
     def forward(x, activation, p, params):
         return _activation_dropout_forward(x, activation, _dropout.drawn_p(p), params, _dropout.draw_keep(x, p))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ops.ActivationDropout.setup_context(ctx, inputs, output)
-        ctx.p = _dropout.drawn_p(ctx.p)
 
     @staticmethod
     def backward(ctx, grad_z, _grad_mask):
