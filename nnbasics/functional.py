@@ -42,6 +42,11 @@ _COMPILABLE = {
         for name, fn in ((name, getattr(module, name)) for name in module.__all__)})
     for impl, module in _MODULES.items()
 }
+# Each Function's ``autocast`` attribute (none: the elementwise ops, which keep their input's
+# dtype), read here once: Dynamo cannot read a Function's attributes while it traces, only its id.
+_AUTOCAST = {id(fn): getattr(fn, "autocast", None)
+             for namespace in (*_MODULES.values(), *_COMPILABLE.values())
+             for fn in (getattr(namespace, name) for name in ops.__all__)}
 
 
 def implementation(impl, choices=IMPLS):
@@ -70,7 +75,7 @@ def _apply(fn, *args):
     # A device without autocast (meta) is asked nothing: torch.is_autocast_enabled raises there.
     if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
         return fn.apply(*args)
-    policy = getattr(fn, "autocast", None)  # (elementwise ops have none: they keep their input's dtype)
+    policy = _AUTOCAST[id(fn)]
     policy = policy.get(device_type) if isinstance(policy, dict) else policy
     if policy is not None:
         dtype = torch.get_autocast_dtype(device_type) if policy == "low" else torch.float32
