@@ -6,8 +6,8 @@ The trick of Liger-Kernel: dl/dx does not depend on the upstream gradient except
 scale per row, so it can be computed while the logits are in cache, and stored *over the
 logits*, which nothing needs any more. Backward then only scales it in place. Peak memory
 drops from logits + log-probabilities + gradient (three (N, C) tensors) to the logits alone.
-The formulas are the textbook's (``nnbasics/ops/cross_entropy.py``: ``unreduced`` and
-``partials``), compiled by ``kernels.kernel``; ``python -m benchmarks.memory`` measures the peak.
+The formulas are the textbook's (``nnbasics/ops/cross_entropy.py``: ``cross_entropy_unreduced`` and
+``cross_entropy_partials``), compiled by ``kernels.kernel``; ``python -m benchmarks.memory`` measures the peak.
 """
 import torch
 
@@ -22,8 +22,8 @@ CHUNK_BYTES = 64 * 2**20  # rows are processed in chunks of about this size, bou
 def _unreduced_and_partials_(x, target, weight, ignore_index, label_smoothing):
     """The loss of every row, and x overwritten by dl/dx = m·p - q (the textbook's formulas)."""
     valid, t = _ce.valid_targets(target, ignore_index)
-    loss = _ce.unreduced(x, valid, t, weight, label_smoothing)
-    x.copy_(_ce.partials(x, valid, t, weight, label_smoothing))
+    loss = _ce.cross_entropy_unreduced(x, valid, t, weight, label_smoothing)
+    x.copy_(_ce.cross_entropy_partials(x, valid, t, weight, label_smoothing))
     return loss
 
 

@@ -39,7 +39,7 @@ from .softmax import shifted, softmax_forward
 
 def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
     valid, t = valid_targets(target, ignore_index)
-    loss = unreduced(x, valid, t, weight, label_smoothing)
+    loss = cross_entropy_unreduced(x, valid, t, weight, label_smoothing)
     return reduce(loss, reduction, mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
@@ -48,13 +48,13 @@ def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction
     valid, t = valid_targets(target, ignore_index)
     total = mean_divisor(reduction, valid, t, weight, x.dtype)
     grad_rows = unreduce(grad_loss, reduction, target, total)
-    return partials(x, valid, t, weight, label_smoothing, grad_rows)
+    return cross_entropy_partials(x, valid, t, weight, label_smoothing, grad_rows)
 
 
 def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
     """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
     valid, t = valid_targets(target, ignore_index)
-    grad = partials(x, valid, t, weight, label_smoothing)
+    grad = cross_entropy_partials(x, valid, t, weight, label_smoothing)
     return reduce((grad * x_t).sum(1), reduction, mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
@@ -87,7 +87,7 @@ class CrossEntropy(torch.autograd.Function):
 
 # --------------------------------------------------------------------------- the two formulas: l_i and dl_i/dx_ij
 
-def unreduced(x, valid, t, weight, eps):
+def cross_entropy_unreduced(x, valid, t, weight, eps):
     """l_i for every row, from the rows' validity and class indices. x: (N, C); returns (N,).
 
     With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
@@ -114,7 +114,7 @@ def unreduced(x, valid, t, weight, eps):
     return torch.where(valid, loss, 0)
 
 
-def partials(x, valid, t, weight, eps, row_scale=None):
+def cross_entropy_partials(x, valid, t, weight, eps, row_scale=None):
     """dl_i/dx_ij = m_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
     ignored rows. x: (N, C); returns (N, C).
 
