@@ -12,7 +12,7 @@ variant holds at once:
 - custom:   the readable reference saves the logits (1) and its backward spells the formula
             out op by op, each op a temporary of that size;
 - fused:    saves the logits (1) and writes the gradient in one compiled pass (2);
-- fused_:   ``nnbasics.inplace.cross_entropy_`` computes the gradient during forward and stores
+- fused_:   ``nnbasics.fused.inplace.cross_entropy_`` computes the gradient during forward and stores
             it over the logits (1), then scales it in place: one at the peak.
 
 Each variant runs in a fresh process (so no allocator cache carries over), after a warm-up on a
@@ -39,7 +39,7 @@ def _loss_fn(variant):
     import torch.nn.functional as TF
 
     import nnbasics.functional as F
-    from nnbasics.inplace import cross_entropy_
+    from nnbasics.fused.inplace import cross_entropy_
 
     return {
         "builtin": TF.cross_entropy,

@@ -47,7 +47,7 @@ import torch
 
 from benchmarks import common
 from nnbasics.functional import IMPLS
-from nnbasics.testing import OPS, OPS_BY_NAME, ce_make, linear_make
+from nnbasics.testing.registry import OPS, OPS_BY_NAME, ce_make, linear_make
 from nnbasics.train import files
 
 MODES = ("forward", "backward", "fwd+bwd")

@@ -56,10 +56,16 @@ def _variants(config, device):
     builtin_loss = nntrain.make_loss(dataclasses.replace(config, impl="builtin"))
     models = {"builtin": (builtin, builtin_loss), "custom": (custom, custom_loss)}
     for part, chosen in PARTS.items():
+        # the layers keep the built-in's names; the custom MLP's ActivationDropout stands at the
+        # activation's name and covers the Dropout's too
         hybrid = copy.deepcopy(custom)
-        for i, layer in enumerate(builtin):
+        mine = dict(hybrid.named_children())
+        hybrid._modules.clear()
+        for name, layer in builtin.named_children():
             if chosen(layer):
-                hybrid[i] = copy.deepcopy(layer)
+                hybrid._modules[name] = copy.deepcopy(layer)
+            elif name in mine:
+                hybrid._modules[name] = mine[name]
         models[f"custom, built-in {part}"] = (hybrid, custom_loss)
     models["custom, built-in cross-entropy"] = (copy.deepcopy(custom), builtin_loss)
     return {name: (model, nntrain.make_optimizer(config, model), loss) for name, (model, loss) in models.items()}

@@ -343,7 +343,7 @@ def _fmt(value, spec):
 def markdown(result):
     env = result["environment"]
     out = [(f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
-            f"load average {env['load_average']}, {env['date']})"), "",
+            f"load average {env['load_average']}, {env['date']}, commit {env['git_commit']})"), "",
            ("`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
             "alternately with the steps; `params`: the optimiser step and, under bfloat16 autocast, the weight and "
             "gradient casts, alone (`parameter_floor`), timed with them; `builtin`: torch.nn with torch.optim's "

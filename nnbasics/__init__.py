@@ -1,8 +1,10 @@
 """nnbasics: neural-network ops with hand-written backward passes, proven against PyTorch.
 
-- ``nnbasics.ops``: one ``torch.autograd.Function`` per op, its math in its docstring.
+- ``nnbasics.ops``: the textbook, one ``torch.autograd.Function`` per op in plain public torch,
+  its math in its docstring.
 - ``nnbasics.functional`` / ``nnbasics.nn``: drop-in twins of ``torch.nn.functional`` / ``torch.nn``.
-- ``nnbasics.fused``: the same formulas, compiled into fused kernels (``impl="fused"``).
+- ``nnbasics.fused``: the fast path (``impl="fused"``): the same formulas compiled, and every
+  speed trick (``docs/fused.md``).
 - ``nnbasics.testing``: the op registry and ``compare``, used by the tests and benchmarks; and
   ``check_function``, which puts any autograd Function through every check (``docs/checker.md``).
 - ``python -m nnbasics.train``: an MLP on MNIST; ``python -m nnbasics.check``: every op against PyTorch,

@@ -29,7 +29,7 @@ import sys
 import torch
 
 from .cli import ConfigError, Parser, resolve_device
-from .dispatch import IMPLS
+from .functional import IMPLS
 from .testing import CHECKS, OPS, CheckTimeout, check_function, compare, memory_limit, run_both, time_limit
 from .testing.messages import LANGS, language, render
 

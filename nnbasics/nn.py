@@ -10,12 +10,12 @@ Every module takes one extra keyword-only argument, ``impl`` ("custom" or
 "fused"), passed through to ``nnbasics.functional``.
 """
 import itertools
+from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from . import functional as F
-from .dispatch import apply
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "hardtanh")
 INITS = ("torch", "kaiming", "xavier")
@@ -23,7 +23,7 @@ MLP_IMPLS = (*F.IMPLS, "builtin")  # "builtin": the same network from torch.nn m
 
 __all__ = [
     "Linear", "Sigmoid", "ReLU", "Tanh", "LeakyReLU", "Hardtanh", "Softmax", "LogSoftmax", "Dropout",
-    "CrossEntropyLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "MLP",
+    "CrossEntropyLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "MLP", "ActivationDropout",
 ]
 
 
@@ -31,8 +31,7 @@ class _Impl:
     """Mixin: remembers ``impl`` (validated once, at construction)."""
 
     def _set_impl(self, impl: str):
-        if impl not in F.IMPLS:
-            raise ValueError(f"impl={impl!r} is not an implementation: use one of {F.IMPLS}")
+        F.implementation(impl)
         self.impl = impl
 
 
@@ -166,18 +165,37 @@ _ACTIVATION_CLASSES = {
 }
 
 
-def _activation_dropout(layer, after=None):
-    """(activation name, its parameters, the Dropout) when ``layer`` is an activation that
-    ``ops.ActivationDropout`` covers and ``after`` a hand-written Dropout that drops something; else None."""
-    if (not isinstance(after, Dropout) or after.p == 0 or getattr(layer, "impl", None) != after.impl
-            or after.inplace or getattr(layer, "inplace", False)):
-        return None
+class ActivationDropout(nn.Module):
+    """An activation module followed by a ``Dropout`` module, applied as one op in training:
+    ``ops.ActivationDropout`` (or ``fused.ActivationDropout``), which keeps a single 1-byte mask for
+    both (same values, gradients and random draws as the two modules). Not a ``torch.nn`` twin:
+    ``MLP`` uses it, because it knows that dropout follows the activation, which a lone op cannot.
+
+    The two modules are its children (``activation``, ``dropout``): in evaluation it calls the
+    activation module (dropout is then the identity), with its hooks.
+    """
+
+    def __init__(self, activation, dropout):
+        super().__init__()
+        self.activation, self.dropout = activation, dropout
+
+    def forward(self, input):
+        if not self.training:
+            return self.activation(input)
+        name, params = _fusable(self.activation)
+        z, _mask = F._apply(F.implementation(self.dropout.impl).ActivationDropout, input, name,
+                            float(self.dropout.p), params)
+        return z
+
+
+def _fusable(layer):
+    """(name, parameters) of an activation module that ``ops.ActivationDropout`` covers, else None."""
     if isinstance(layer, ReLU):
-        return "relu", (), after
+        return "relu", ()
     if isinstance(layer, LeakyReLU) and layer.negative_slope >= 0:
-        return "leaky_relu", (float(layer.negative_slope),), after
+        return "leaky_relu", (float(layer.negative_slope),)
     if isinstance(layer, Hardtanh):
-        return "hardtanh", (float(layer.min_val), float(layer.max_val)), after
+        return "hardtanh", (float(layer.min_val), float(layer.max_val))
     return None
 
 
@@ -192,12 +210,12 @@ class MLP(nn.Sequential):
     of the same layers (see ``MLP.builtin_twin``).
 
     What is saved for backward: an MLP knows that Dropout follows each activation, which a lone
-    op cannot. There nobody else keeps the activation's output, so in training ``forward``
-    applies ReLU, LeakyReLU or Hardtanh and the Dropout after it as one op,
-    ``nnbasics.ops.ActivationDropout``, which keeps a single 1-byte mask for both (same values,
-    gradients and random draws as the two modules; the two modules' own forward hooks are then
-    not called). Without dropout each activation keeps its output, which the next Linear keeps
-    anyway. ``benchmarks.saved`` measures both against the built-in.
+    op cannot. There nobody else keeps the activation's output, so ReLU, LeakyReLU or Hardtanh and
+    the Dropout after it are one module, ``ActivationDropout``, which keeps a single 1-byte mask
+    for both in training. It stands where the activation stands in the built-in network, and the
+    layers keep the built-in's names ("0", "1", "3", ...: the Dropout's name is not used), so the
+    state_dict keys are the same. Without dropout each activation keeps its output, which the next
+    Linear keeps anyway. ``benchmarks.saved`` measures both against the built-in.
     """
 
     def __init__(self, sizes, activation="relu", dropout=0.0, impl="custom", init="torch", device=None, dtype=None):
@@ -206,8 +224,7 @@ class MLP(nn.Sequential):
             raise ValueError(f"MLP: sizes={sizes} must list at least an input and an output size, all >= 1")
         if activation not in ACTIVATIONS:
             raise ValueError(f"MLP: activation={activation!r} is unknown; use one of {ACTIVATIONS}")
-        if impl not in MLP_IMPLS:
-            raise ValueError(f"MLP: impl={impl!r} is unknown; use one of {MLP_IMPLS}")
+        F.implementation(impl, MLP_IMPLS)
         if init not in INITS:
             raise ValueError(f"MLP: init={init!r} is unknown; use one of {INITS}")
         if not 0.0 <= dropout < 1.0:
@@ -217,14 +234,16 @@ class MLP(nn.Sequential):
         linear_cls = nn.Linear if builtin else Linear
         act_cls = _ACTIVATION_CLASSES[activation][1 if builtin else 0]
         dropout_cls = nn.Dropout if builtin else Dropout
-        layers = []
+        layers = []  # (name, module): named by position in the built-in network
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(linear_cls(fan_in, fan_out, device=device, dtype=dtype, **kw))
             if i < len(sizes) - 2:
                 layers.append(act_cls(**kw))
                 if dropout > 0:
                     layers.append(dropout_cls(dropout, **kw))
-        super().__init__(*layers)
+                    if not builtin and _fusable(layers[-2]):
+                        layers[-2:] = [ActivationDropout(*layers[-2:]), None]
+        super().__init__(OrderedDict((str(i), m) for i, m in enumerate(layers) if m is not None))
         self.sizes, self.activation, self.dropout, self.impl, self.init = sizes, activation, dropout, impl, init
         if init != "torch":
             self._init_weights(init)
@@ -243,19 +262,7 @@ class MLP(nn.Sequential):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, input):
-        x = input.flatten(1) if input.dim() > 2 else input
-        layers = list(self)
-        i = 0
-        while i < len(layers):
-            pair = _activation_dropout(*layers[i:i + 2])
-            if pair is not None and self.training:
-                activation, params, dropout = pair
-                x, _mask = apply("ActivationDropout", dropout.impl, x.device, x, activation, float(dropout.p), params)
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
-        return x
+        return super().forward(input.flatten(1) if input.dim() > 2 else input)
 
     def builtin_twin(self):
         """A plain ``torch.nn`` MLP with this architecture (weights not copied; use ``load_state_dict``)."""

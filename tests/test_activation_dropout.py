@@ -9,7 +9,6 @@ from torch.func import grad, jvp
 
 import nnbasics.functional as F
 from nnbasics import nn as nnb
-from nnbasics.dispatch import apply
 from nnbasics.testing import compare
 
 CASES = [("relu", (), {}), ("leaky_relu", (0.2,), {"negative_slope": 0.2}), ("leaky_relu", (0.0,), {"negative_slope": 0.0}),
@@ -18,7 +17,7 @@ IDS = [f"{name}{params}" for name, params, _ in CASES]
 
 
 def ours(x, name, params, p, impl="custom"):
-    z, _mask = apply("ActivationDropout", impl, x.device, x, name, p, params)
+    z, _mask = F._apply(F.implementation(impl).ActivationDropout, x, name, p, params)
     return z
 
 

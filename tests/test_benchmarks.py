@@ -234,7 +234,7 @@ def test_step_parts_variants_swap_exactly_their_part():
     variants = step_parts._variants(config, torch.device("cpu"))
     linear_swapped = variants["custom, built-in linear"][0]
     assert all(type(m) is torch.nn.Linear for m in linear_swapped if isinstance(m, torch.nn.Linear))
-    assert all(isinstance(m, (nnb.ReLU, nnb.Dropout)) for m in linear_swapped if not isinstance(m, torch.nn.Linear))
+    assert all(isinstance(m, nnb.ActivationDropout) for m in linear_swapped if not isinstance(m, torch.nn.Linear))
     act_swapped = variants["custom, built-in activation+dropout"][0]
     assert all(isinstance(m, nnb.Linear) for m in act_swapped if isinstance(m, torch.nn.Linear))
     assert all(type(m) in (torch.nn.ReLU, torch.nn.Dropout) for m in act_swapped if not isinstance(m, torch.nn.Linear))

@@ -32,6 +32,26 @@ def test_compiled_mlp_has_no_graph_break_and_matches_eager(device):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bfloat16 autocast"])
+def test_training_step_of_an_mlp_with_dropout_compiles_without_a_graph_break(impl, autocast):
+    """The MLP's activation+dropout module, the autocast casts (each Function's ``autocast``) and
+    the loss trace in one graph, under CPU autocast too."""
+    model = MLP([20, 32, 16, 5], dropout=0.2, impl=impl)
+    x, t = torch.randn(12, 20), torch.randint(0, 5, (12,))
+
+    def forward(x, t):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return F.cross_entropy(model(x), t, impl=impl)
+
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(forward)(x, t)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    loss = torch.compile(forward, fullgraph=True)(x, t)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def _first_sample(op, device):
     """The op's first sample with a differentiable input of rank ≥ 2 (no empty, no NaN)."""
     return next(s for s in op.samples(device, torch.float64, True)

@@ -1,6 +1,8 @@
-"""Dropout's draw (ops/dropout.py: 16 random bits per element against a threshold) keeps dropout
-exact: each element is kept with probability 1 - drawn_p(p), scaled by 1 / (1 - drawn_p(p)), so
-E[output] = input. Checked on 2²⁴ elements, for Dropout and ActivationDropout, custom and fused.
+"""Dropout's draws keep dropout exact: each element is kept with probability 1 - p' and scaled by
+1 / (1 - p'), so E[output] = input. The textbook (ops/dropout.py) compares a float32 uniform number
+with p (p' = p, up to float32's 2⁻²⁴ resolution); the fast path (fused/dropout.py) compares 16
+random bits with a threshold (p' = drawn_p(p), a multiple of 2⁻¹⁶). Checked on 2²⁴ elements, for
+Dropout and ActivationDropout, custom and fused.
 
 The seed is fixed, so these tests give the same answer on every run (they cannot flake); the
 tolerance is 5 binomial standard deviations, √(q(1 - q)/n) ≈ 1e-4 here, small enough to fail for
@@ -12,8 +14,7 @@ import pytest
 import torch
 
 import nnbasics.functional as F
-from nnbasics.dispatch import apply
-from nnbasics.ops.dropout import drawn_p
+from nnbasics.fused.dropout import drawn_p
 
 N = 1 << 24
 SIGMAS = 5
@@ -24,8 +25,13 @@ def _dropout(x, p, impl):
 
 
 def _relu_dropout(x, p, impl):
-    z, _mask = apply("ActivationDropout", impl, x.device, x, "relu", float(p), ())
+    z, _mask = F._apply(F.implementation(impl).ActivationDropout, x, "relu", float(p), ())
     return z
+
+
+def _used_p(p, impl):
+    """The drop probability the draw of ``impl`` uses."""
+    return drawn_p(p) if impl == "fused" else p
 
 
 @pytest.mark.parametrize("op", [_dropout, _relu_dropout], ids=["Dropout", "ActivationDropout"])
@@ -34,7 +40,7 @@ def test_keep_rate_and_mean_on_large_tensors(op, p, impl):
     torch.manual_seed(0)
     x = torch.ones(N)  # relu(1) = 1: ActivationDropout's output is dropout's
     y = op(x, p, impl)
-    q = 1 - drawn_p(p)  # the keep probability the draw uses
+    q = 1 - _used_p(p, impl)  # the keep probability the draw uses
     assert abs(drawn_p(p) - p) <= 2 ** -17
     kept = y != 0
     scale = 1 / q
@@ -44,7 +50,7 @@ def test_keep_rate_and_mean_on_large_tensors(op, p, impl):
     assert abs(rate - q) < SIGMAS * std, (rate, q, std)
     # E[y] = x = 1: the mean of y is rate/q, whose standard deviation is std/q
     assert abs(y.double().mean().item() - 1) < SIGMAS * std / q
-    # the four 16-bit integers cut from each 64-bit random number are each uniform
+    # the fast path cuts four 16-bit integers from each 64-bit random number: each is uniform
     for i, r in enumerate(kept.view(-1, 4).double().mean(0).tolist()):
         assert abs(r - q) < SIGMAS * 2 * std, (i, r, q)  # n/4 elements each: twice the std
 
@@ -62,5 +68,6 @@ def test_drawn_p_is_p_on_the_grid_and_below_1_unless_p_is_1():
     assert drawn_p(1 - 2 ** -20) == 1 - 2 ** -16  # some element is still kept, scaled by 2¹⁶
     assert drawn_p(2 ** -20) == 0.0  # rounds to no dropout at all: exact, scale 1
     x = torch.ones(1000)
-    assert torch.equal(F.dropout(x, 1.0), torch.zeros(1000))
-    assert torch.equal(F.dropout(x, 2 ** -20), x)
+    for impl in ("custom", "fused"):
+        assert torch.equal(F.dropout(x, 1.0, impl=impl), torch.zeros(1000))
+    assert torch.equal(F.dropout(x, 2 ** -20, impl="fused"), x)

@@ -11,7 +11,7 @@ import torch.nn.functional as TF
 import nnbasics.functional as F
 
 _long = torch.long
-# One call per check in nnbasics.arguments (and the dtype checks of the ops), made with the
+# One call per check in nnbasics._arguments (and the dtype checks of the ops), made with the
 # functional module M: nnbasics.functional, or torch.nn.functional for the expected type.
 BAD_CALLS = {
     "reduction": lambda M: M.mse_loss(torch.randn(4), torch.randn(4), reduction="avg"),

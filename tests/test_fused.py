@@ -7,6 +7,7 @@ import torch
 from torch._vmap_internals import _vmap
 
 from nnbasics import fused
+from nnbasics.fused import kernels as fused_kernels
 from nnbasics.testing import OPS, compare, run_both
 
 
@@ -16,7 +17,7 @@ def test_kernels_compile_only_tensors_with_storage():
     seen = []
 
     def probe(t):
-        seen.append(fused._plain(t))
+        seen.append(fused_kernels._plain(t))
         return t * 1
 
     x = torch.randn(3, 4)
@@ -42,7 +43,7 @@ def test_kernel_compiles_more_kinds_of_input_than_dynamos_recompile_limit(capfd)
     def halve(x):
         return x * 0.5
 
-    k = fused.kernel(halve, min_elements=0)
+    k = fused_kernels.kernel(halve, min_elements=0)
     kinds = [(dtype, rank) for dtype in (torch.float32, torch.float64) for rank in range(1, 6)]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("error", message="nnbasics.fused")
@@ -59,7 +60,7 @@ def test_kernel_falls_back_for_the_kind_of_input_that_fails_to_compile():
             torch._dynamo.graph_break()  # fullgraph=True makes this a compile error
         return x * 2
 
-    k = fused.kernel(double, min_elements=0)
+    k = fused_kernels.kernel(double, min_elements=0)
     with torch.no_grad():
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="nnbasics.fused")
@@ -79,7 +80,7 @@ def test_views_of_differently_shaped_tensors_share_one_compiled_version(capfd):
     def double(x):
         return x * 2
 
-    k = fused.kernel(double, min_elements=0)
+    k = fused_kernels.kernel(double, min_elements=0)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("error", message="nnbasics.fused")
         for n in range(1, 12):
@@ -103,11 +104,11 @@ def _kernels():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_every_fused_op_compiles_above_the_size_threshold_and_matches_torch(device, dtype):
-    """The other tests use small tensors, which the kernels run eagerly (fused.MIN_ELEMENTS);
+    """The other tests use small tensors, which the kernels run eagerly (fused_kernels.MIN_ELEMENTS);
     here every op runs at twice that size, so its compiled loops run, and must agree with torch."""
     kernels = _kernels()
     for op in OPS:
-        sample = op.make(2 * fused.MIN_ELEMENTS, device, dtype, True)
+        sample = op.make(2 * fused_kernels.MIN_ELEMENTS, device, dtype, True)
         if op.random:  # another random stream than torch's: check the form y = x · mask / (1 - p)
             x = sample.args[0]
             y = op.custom("fused")(x, **sample.kwargs)

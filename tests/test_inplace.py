@@ -1,10 +1,10 @@
-"""cross_entropy_ (nnbasics.inplace): the gradient stored over the logits, with its caveats."""
+"""cross_entropy_ (nnbasics.fused.inplace): the gradient stored over the logits, with its caveats."""
 import pytest
 import torch
 import torch.nn.functional as TF
 
-from nnbasics import inplace
-from nnbasics.inplace import cross_entropy_
+from nnbasics.fused import inplace
+from nnbasics.fused.inplace import cross_entropy_
 from nnbasics.testing import compare
 
 

@@ -1,6 +1,6 @@
 """inplace=True for relu, leaky_relu, hardtanh and dropout: the input itself is returned, holding
 the built-in's values; gradients are the built-in's; and nothing is saved beside the tensor the
-next layer keeps (nnbasics.dispatch.in_place)."""
+next layer keeps (the ReLU_-style Functions of nnbasics.ops and nnbasics.fused)."""
 import pytest
 import torch
 import torch.nn.functional as TF

@@ -1,10 +1,10 @@
-"""ops/_masks.where_else_zero: torch.where(keep, v, 0) computed on v's bits where that is safe, and
+"""fused/masks.where_else_zero: torch.where(keep, v, 0) computed on v's bits where that is safe, and
 the dropout draw's comparison computed with clamp: both must give exactly what the plain ops give."""
 import pytest
 import torch
 
-from nnbasics.ops import dropout
-from nnbasics.ops._masks import select, where_else_zero
+from nnbasics.fused import dropout
+from nnbasics.fused.masks import select, where_else_zero
 from nnbasics.train import allocator
 
 SPECIAL = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e-40, -3.5, 2.0]

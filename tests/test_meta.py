@@ -103,7 +103,7 @@ def test_in_place_ops_on_meta(name, impl):
 
 
 def test_cross_entropy_in_place_on_meta():
-    from nnbasics.inplace import cross_entropy_
+    from nnbasics.fused.inplace import cross_entropy_
     w = torch.empty(5, 3, device="meta", requires_grad=True)
     loss = cross_entropy_(torch.empty(4, 5, device="meta") @ w, torch.empty(4, dtype=torch.long, device="meta"))
     loss.backward()
@@ -114,10 +114,11 @@ def test_fused_kernels_compile_nothing_for_meta_tensors():
     """A meta tensor has no data to fuse: the fused path runs its formulas eagerly there, even
     above the size at which it compiles (a compile per kind costs seconds, for nothing)."""
     from nnbasics import fused
+    from nnbasics.fused.kernels import MIN_ELEMENTS
     kernels = [k for k in vars(fused).values() if hasattr(k, "compiled")]
     model = nn.MLP([64, 128, 10], dropout=0.2, impl="fused", device="meta")
-    x = torch.empty(2 * fused.MIN_ELEMENTS // 64, 64, device="meta")
-    assert x.shape[0] * 128 >= fused.MIN_ELEMENTS
+    x = torch.empty(2 * MIN_ELEMENTS // 64, 64, device="meta")
+    assert x.shape[0] * 128 >= MIN_ELEMENTS
     nn.CrossEntropyLoss(impl="fused")(model(x), torch.empty(x.shape[0], dtype=torch.long, device="meta")).backward()
     meta_kinds = [kind for k in kernels for kind in k.compiled
                   if any(isinstance(part, tuple) and part[0] == "meta" for part in kind)]

@@ -92,7 +92,7 @@ def test_mlp_state_dict_loads_into_plain_torch_sequential():
 def test_mlp_rejects_bad_arguments():
     with pytest.raises(ValueError, match="activation='gelu' is unknown"):
         nnb.MLP([4, 2], activation="gelu")
-    with pytest.raises(ValueError, match="impl='fast' is unknown"):
+    with pytest.raises(ValueError, match="impl='fast' is not an implementation"):
         nnb.MLP([4, 2], impl="fast")
     with pytest.raises(ValueError, match="sizes=\\[4\\] must list"):
         nnb.MLP([4])
@@ -126,3 +126,20 @@ def test_linear_output_can_be_changed_in_place_as_torchs_can(shape):
         mine(x).sum().backward()
         ref(x).sum().backward()
         assert compare("weight grad", mine[0].weight.grad, ref[0].weight.grad).close
+
+
+@pytest.mark.parametrize("impl", ["custom", "fused"])
+def test_mlp_forward_calls_its_modules_so_their_hooks_fire(impl):
+    """nn.MLP runs as a Sequential: every layer is a module call, the activation+dropout pair
+    (nn.ActivationDropout) included, in training; in evaluation the pair calls its activation."""
+    mlp = nnb.MLP([6, 8, 8, 3], dropout=0.2, impl=impl)
+    seen = []
+    for name, module in mlp.named_modules():
+        module.register_forward_hook(lambda m, i, o, name=name: seen.append(name))
+    x = torch.randn(4, 6)
+    mlp(x)
+    assert seen == ["0", "1", "3", "4", "6", ""]
+    seen.clear()
+    mlp.eval()(x)
+    assert seen == ["0", "1.activation", "1", "3", "4.activation", "4", "6", ""]
+    assert list(mlp.state_dict()) == list(nnb.MLP([6, 8, 8, 3], dropout=0.2, impl="builtin").state_dict())

@@ -83,15 +83,17 @@ def test_no_module_past_400_lines():
 
 
 def test_private_torch_functions_still_exist():
-    """nnbasics/_torch_private.py falls back when they are gone; this says when that happens."""
+    """nnbasics/fused/_torch_private.py and nnbasics/_arguments.py fall back when they are gone;
+    this says when that happens."""
     assert callable(torch._C._has_storage)
     assert callable(torch._C._functorch.is_functorch_wrapped_tensor)
     assert callable(torch._C._are_functorch_transforms_active)
     assert callable(torch._C._FunctionBase.apply)
     from torch._functorch.utils import unwrap_dead_wrappers
     assert callable(unwrap_dead_wrappers)
-    from nnbasics import _torch_private
-    assert _torch_private._FAST_APPLY
+    from nnbasics import _arguments
+    from nnbasics.fused import _torch_private
+    assert _torch_private._FAST_APPLY and _arguments._is_wrapped is not None
 
 
 def test_private_autograd_node_attributes_the_checker_reads_still_exist():

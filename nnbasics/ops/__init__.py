@@ -2,9 +2,11 @@
 
 Each file states the forward and backward math in its docstring, then holds
 the formulas as plain functions and the ``torch.autograd.Function`` that wires
-them into autograd. The formulas are kept as functions so the fused path
-(``nnbasics.fused``) can compile the very same math instead of copying it.
-User-facing validation, autocast and ``inplace`` live in ``nnbasics.functional``.
+them into autograd, in plain public torch. The formulas are kept as functions so the
+fast path (``nnbasics.fused``) can compile the very same math instead of copying it.
+User-facing validation and reshaping live in ``nnbasics.functional``; a Function's
+``autocast`` attribute says how ``torch.autocast`` casts its inputs (none: they keep their
+dtype), and the ``ReLU_``-style classes are the in-place variants (``ctx.mark_dirty``).
 
 The same names mean the same things in every file:
 
@@ -26,12 +28,12 @@ from ._layout import ContiguousGrad
 from .activation_dropout import ActivationDropout
 from .binary_cross_entropy import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
 from .cross_entropy import CrossEntropy
-from .dropout import Dropout
-from .hardtanh import Hardtanh
-from .leaky_relu import LeakyReLU
+from .dropout import Dropout, Dropout_
+from .hardtanh import Hardtanh, Hardtanh_
+from .leaky_relu import LeakyReLU, LeakyReLU_
 from .linear import Linear
 from .mse_loss import MSELoss
-from .relu import ReLU
+from .relu import ReLU, ReLU_
 from .sigmoid import Sigmoid
 from .soft_cross_entropy import SoftCrossEntropy
 from .softmax import LogSoftmax, Softmax
@@ -39,6 +41,7 @@ from .tanh import Tanh
 
 __all__ = [
     "ActivationDropout", "BinaryCrossEntropy", "BinaryCrossEntropyWithLogits", "ContiguousGrad", "CrossEntropy", "Dropout",
-    "Hardtanh", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "ReLU", "Sigmoid", "SoftCrossEntropy", "Softmax", "Tanh",
+    "Dropout_", "Hardtanh", "Hardtanh_", "LeakyReLU", "LeakyReLU_", "Linear", "LogSoftmax", "MSELoss", "ReLU", "ReLU_",
+    "Sigmoid", "SoftCrossEntropy", "Softmax", "Tanh",
 ]
 

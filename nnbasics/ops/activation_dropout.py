@@ -18,14 +18,15 @@ kept for f alone: 1 + 2..8 bytes per element. Together, one op sees both derivat
   z is what the next layer keeps anyway. For a < 0 z no longer tells x's sign, and the op
   refuses such a slope (apply leaky_relu, then dropout).
 
-``nnbasics.nn.MLP``, which knows that dropout follows its activation, uses this op; a
-``Sequential`` of separate modules cannot. Like ``Dropout`` it returns the mask as a second,
-non-differentiable output (see ``_masks.py``). The formulas are the two ops' own.
+``nnbasics.nn.MLP``, which knows that dropout follows its activation, uses this op (through the
+module ``nnbasics.nn.ActivationDropout``); a ``Sequential`` of separate modules cannot. Like
+``Dropout`` it returns the mask as a second, non-differentiable output (``_saved_mask.py``).
+The formulas are the two ops' own.
 """
 import torch
 
-from ._masks import save_mask
-from .dropout import draw_keep, drawn_p, dropout_derivative_times
+from ._saved_mask import save_mask
+from .dropout import draw_keep, dropout_derivative_times
 from .hardtanh import hardtanh_forward, hardtanh_passes
 from .leaky_relu import leaky_relu_derivative_times, leaky_relu_forward, leaky_relu_saves_output
 from .relu import relu_forward, relu_passes
@@ -35,8 +36,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 
 def activation_dropout_forward(x: torch.Tensor, activation: str, p: float, params: tuple, keep: torch.Tensor):
     """(z, mask): the output, and the bool mask backward needs. ``keep`` is dropout's
-    Bernoulli(1 - p) draw: True where the element is kept; ``p``: the drop probability that
-    draw used (``dropout.drawn_p``)."""
+    Bernoulli(1 - p) draw: True where the element is kept."""
     check(activation, params)
     if activation == "relu":
         y = relu_forward(x)
@@ -48,8 +48,8 @@ def activation_dropout_forward(x: torch.Tensor, activation: str, p: float, param
     return dropout_derivative_times(leaky_relu_forward(x, *params), keep, p), keep
 
 
-def activation_dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
-                                        activation: str, p: float, params: tuple) -> torch.Tensor:
+def activation_dropout_derivative_times(v: torch.Tensor, mask: torch.Tensor, activation: str, p: float,
+                                        params: tuple, z: torch.Tensor = None) -> torch.Tensor:
     """v · dz/dx, elementwise, from the saved mask (and, for leaky_relu, the output z)."""
     v = dropout_derivative_times(v, mask, p)
     if activation == "leaky_relu":
@@ -77,32 +77,23 @@ class ActivationDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(x, activation, p, params):
-        return activation_dropout_forward(x, activation, drawn_p(p), params, draw_keep(x, p))
+        return activation_dropout_forward(x, activation, p, params, draw_keep(x, p))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ctx.activation, p, ctx.params = inputs
-        ctx.p = drawn_p(p)
+        _, ctx.activation, ctx.p, ctx.params = inputs
         z, mask = output
         # leaky_relu's backward also reads z (its sign): z is an output, kept by the next layer anyway.
         save_mask(ctx, mask, *([z] if ctx.activation == "leaky_relu" else []))
 
     @staticmethod
     def backward(ctx, grad_z, _grad_mask):
-        return backward_with(activation_dropout_derivative_times, ctx, grad_z)
+        if grad_z is None:  # z got no gradient (grads are not materialized)
+            return None, None, None, None
+        mask, *z = ctx.saved_tensors
+        return activation_dropout_derivative_times(grad_z, mask, ctx.activation, ctx.p, ctx.params, *z), None, None, None
 
     @staticmethod
     def jvp(ctx, x_t, _activation_t, _p_t, _params_t):
-        return _times_saved(activation_dropout_derivative_times, ctx, x_t), None
-
-
-def _times_saved(derivative_times, ctx, v):
-    mask, *z = ctx.saved_tensors
-    return derivative_times(v, mask, z[0] if z else None, ctx.activation, ctx.p, ctx.params)
-
-
-def backward_with(derivative_times, ctx, grad_z):
-    """ActivationDropout's backward, with ``derivative_times`` the formula (or ``nnbasics.fused``'s compiled twin)."""
-    if grad_z is None:  # z got no gradient (grads are not materialized)
-        return None, None, None, None
-    return _times_saved(derivative_times, ctx, grad_z), None, None, None
+        mask, *z = ctx.saved_tensors
+        return activation_dropout_derivative_times(x_t, mask, ctx.activation, ctx.p, ctx.params, *z), None

@@ -112,6 +112,7 @@ class BinaryCrossEntropy(torch.autograd.Function):
     """loss = binary_cross_entropy(p, y, w). p, y: same shape; w broadcastable to it."""
 
     generate_vmap_rule = True
+    autocast = "float32"  # under torch.autocast: computed in float32, as the built-in loss
 
     @staticmethod
     def forward(p, y, weight, reduction):
@@ -138,6 +139,7 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
     w broadcastable to it; pos_weight broadcastable along the last (class) dimension."""
 
     generate_vmap_rule = True
+    autocast = "float32"  # under torch.autocast: computed in float32, as the built-in loss
 
     @staticmethod
     def forward(x, y, weight, pos_weight, reduction):

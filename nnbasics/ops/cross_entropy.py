@@ -1,4 +1,4 @@
-"""Softmax cross-entropy, fused: one forward, one hand-written backward.
+"""Softmax cross-entropy as one op: one forward, one hand-written backward.
 
 Shapes: logits x (N, C), class indices t (N,), class weights w (C,) or None.
 Write p = softmax(x) along C, ε = label_smoothing, and q_i for the target of row i,
@@ -37,31 +37,66 @@ from ._reduction import reduce, unreduce
 from .softmax import shifted, softmax_forward
 
 
-def _targets(target, ignore_index):
-    """(valid rows, a safe class index per row: any class will do for an ignored row, which is masked out)."""
-    valid = target != ignore_index
-    return valid, torch.where(valid, target, 0)
+def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
+    valid, t = valid_targets(target, ignore_index)
+    loss = cross_entropy_unreduced(x, valid, t, weight, label_smoothing)
+    return reduce(loss, reduction, mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
-def _divisor(valid, t, weight, dtype):
-    """Σ_i w_{t_i} over the rows that are not ignored (their count when unweighted): 'mean' divides by it."""
-    if weight is None or not weight.numel():  # (no classes: nothing valid, a count of 0)
-        return valid.sum()  # an integer count: dividing a float loss by it keeps the loss's dtype
-    return torch.where(valid, weight[t], 0).sum().to(dtype)
+def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
+    """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
+    valid, t = valid_targets(target, ignore_index)
+    total = mean_divisor(reduction, valid, t, weight, x.dtype)
+    grad_rows = unreduce(grad_loss, reduction, target, total)
+    return cross_entropy_partials(x, valid, t, weight, label_smoothing, grad_rows)
 
 
-def _mean_divisor(reduction, valid, t, weight, dtype):
-    """What ``reduce`` divides by: the divisor for 'mean', nothing for the other reductions."""
-    return _divisor(valid, t, weight, dtype) if reduction == "mean" else None
+def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
+    """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
+    valid, t = valid_targets(target, ignore_index)
+    grad = cross_entropy_partials(x, valid, t, weight, label_smoothing)
+    return reduce((grad * x_t).sum(1), reduction, mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
-def total_weight(target, weight, ignore_index, dtype):
-    """The divisor of 'mean': Σ_i w_{t_i} over the rows that are not ignored."""
-    return _divisor(*_targets(target, ignore_index), weight, dtype).to(dtype)  # the count, too, as a float
+class CrossEntropy(torch.autograd.Function):
+    """loss = cross_entropy(x, t). x: (N, C) float; target: (N,) int64;
+    weight: (C,) or None; loss: (N,) for reduction='none', else a scalar."""
+
+    generate_vmap_rule = True
+    autocast = "float32"  # under torch.autocast: computed in float32, as the built-in loss
+
+    @staticmethod
+    def forward(x, target, weight, ignore_index, reduction, label_smoothing):
+        return cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, weight, *ctx.options = inputs  # options: ignore_index, reduction, label_smoothing
+        ctx.save_for_backward(x, target, weight)
+        ctx.save_for_forward(x, target, weight)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_x = cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options)
+        return grad_x, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return cross_entropy_jvp(x_t, *ctx.saved_tensors, *ctx.options)
 
 
-def _unreduced(x, valid, t, weight, eps):
-    """l_i for every row (see ``cross_entropy_unreduced``), from the rows' validity and class indices."""
+# --------------------------------------------------------------------------- the two formulas: l_i and dl_i/dx_ij
+
+def cross_entropy_unreduced(x, valid, t, weight, eps):
+    """l_i for every row, from the rows' validity and class indices. x: (N, C); returns (N,).
+
+    With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
+    -log p_ic = S_i - s_ic, so no (N, C) tensor of log-probabilities is ever written:
+
+        l_i = Σ_c q_ic (S_i - s_ic) = m_i S_i - (1 - ε) w_{t_i} s_{i,t_i} - (ε / C) Σ_c w_c s_ic
+
+    and every term is non-negative (S_i ≥ 0 ≥ s_ic): no cancellation. Without weights m_i = 1.
+    """
     n_classes = x.shape[1]
     if not n_classes:  # no classes (torch allows it when every row is ignored): l_i = 0
         return x.new_zeros(x.shape[0])
@@ -79,8 +114,13 @@ def _unreduced(x, valid, t, weight, eps):
     return torch.where(valid, loss, 0)
 
 
-def _partials(x, valid, t, weight, eps, row_scale=None):
-    """dl_i/dx_ij = m_i p_ij - q_ij, times ``row_scale`` (see ``cross_entropy_partials``)."""
+def cross_entropy_partials(x, valid, t, weight, eps, row_scale=None):
+    """dl_i/dx_ij = m_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
+    ignored rows. x: (N, C); returns (N, C).
+
+    q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
+    its target part (1 - ε) w_{t_i} is subtracted at (i, t_i) alone, by a scatter of N numbers.
+    """
     n_classes = x.shape[1]
     if not n_classes:  # no classes, every row ignored: nothing to differentiate
         return x.new_zeros(x.shape)
@@ -101,73 +141,21 @@ def _partials(x, valid, t, weight, eps, row_scale=None):
     return grad.scatter_add_(1, t[:, None], target_part[:, None])
 
 
-def cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing):
-    """l_i for every row: the unreduced loss. x: (N, C); returns (N,).
+# --------------------------------------------------------------------------- drop-in options: ignore_index and the divisor of 'mean'
 
-    With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
-    -log p_ic = S_i - s_ic, so no (N, C) tensor of log-probabilities is ever written:
-
-        l_i = Σ_c q_ic (S_i - s_ic) = m_i S_i - (1 - ε) w_{t_i} s_{i,t_i} - (ε / C) Σ_c w_c s_ic
-
-    and every term is non-negative (S_i ≥ 0 ≥ s_ic): no cancellation. Without weights m_i = 1.
-    """
-    valid, t = _targets(target, ignore_index)
-    return _unreduced(x, valid, t, weight, label_smoothing)
+def valid_targets(target, ignore_index):
+    """(valid rows, a safe class index per row: any class will do for an ignored row, which is masked out)."""
+    valid = target != ignore_index
+    return valid, torch.where(valid, target, 0)
 
 
-def cross_entropy_partials(x, target, weight, ignore_index, label_smoothing, row_scale=None):
-    """dl_i/dx_ij = m_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
-    ignored rows. x: (N, C); returns (N, C).
-
-    q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
-    its target part (1 - ε) w_{t_i} is subtracted at (i, t_i) alone, by a scatter of N numbers.
-    """
-    valid, t = _targets(target, ignore_index)
-    return _partials(x, valid, t, weight, label_smoothing, row_scale)
+def divisor(valid, t, weight, dtype):
+    """Σ_i w_{t_i} over the rows that are not ignored (their count when unweighted): 'mean' divides by it."""
+    if weight is None or not weight.numel():  # (no classes: nothing valid, a count of 0)
+        return valid.sum()  # an integer count: dividing a float loss by it keeps the loss's dtype
+    return torch.where(valid, weight[t], 0).sum().to(dtype)
 
 
-def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
-    valid, t = _targets(target, ignore_index)
-    loss = _unreduced(x, valid, t, weight, label_smoothing)
-    return reduce(loss, reduction, _mean_divisor(reduction, valid, t, weight, x.dtype))
-
-
-def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
-    """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
-    valid, t = _targets(target, ignore_index)
-    total = _mean_divisor(reduction, valid, t, weight, x.dtype)
-    grad_rows = unreduce(grad_loss, reduction, target, total)
-    return _partials(x, valid, t, weight, label_smoothing, grad_rows)
-
-
-def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
-    """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
-    valid, t = _targets(target, ignore_index)
-    grad = _partials(x, valid, t, weight, label_smoothing)
-    return reduce((grad * x_t).sum(1), reduction, _mean_divisor(reduction, valid, t, weight, x.dtype))
-
-
-class CrossEntropy(torch.autograd.Function):
-    """loss = cross_entropy(x, t). x: (N, C) float; target: (N,) int64;
-    weight: (C,) or None; loss: (N,) for reduction='none', else a scalar."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, target, weight, ignore_index, reduction, label_smoothing):
-        return cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, target, weight, *ctx.options = inputs  # options: ignore_index, reduction, label_smoothing
-        ctx.save_for_backward(x, target, weight)
-        ctx.save_for_forward(x, target, weight)
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grad_x = cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options)
-        return grad_x, None, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx, x_t, *_):
-        return cross_entropy_jvp(x_t, *ctx.saved_tensors, *ctx.options)
+def mean_divisor(reduction, valid, t, weight, dtype):
+    """What ``reduce`` divides by: the divisor for 'mean', nothing for the other reductions."""
+    return divisor(valid, t, weight, dtype) if reduction == "mean" else None

@@ -12,17 +12,12 @@ rule is explained in ``relu.py``). For a < 0, y = a·x is positive where x is
 negative and y no longer tells; then x is saved, as ``torch.nn.functional.leaky_relu``
 always saves it. Either way the gradient is ``where(s > 0, grad_y, a·grad_y)``
 with s the saved tensor.
-
-``select(c, a, b)`` is ``torch.where(c, a, b)``, the same bits, computed on the CPU without
-``torch.where``'s slow loop (``_masks.py``).
 """
 import torch
 
-from ._masks import select
-
 
 def leaky_relu_forward(x: torch.Tensor, negative_slope: float) -> torch.Tensor:
-    return select(x > 0, x, x * negative_slope)
+    return torch.where(x > 0, x, x * negative_slope)
 
 
 def leaky_relu_saves_output(negative_slope: float) -> bool:
@@ -32,7 +27,7 @@ def leaky_relu_saves_output(negative_slope: float) -> bool:
 
 def leaky_relu_derivative_times(v: torch.Tensor, s: torch.Tensor, negative_slope: float) -> torch.Tensor:
     """v · dy/dx, elementwise: v where s > 0, a·v elsewhere; s is y (a ≥ 0) or x (a < 0)."""
-    return select(s > 0, v, v * negative_slope)
+    return torch.where(s > 0, v, v * negative_slope)
 
 
 class LeakyReLU(torch.autograd.Function):
@@ -60,3 +55,17 @@ class LeakyReLU(torch.autograd.Function):
     def jvp(ctx, x_t, _slope_t):
         (s,) = ctx.saved_tensors
         return leaky_relu_derivative_times(x_t, s, ctx.negative_slope)
+
+
+class LeakyReLU_(LeakyReLU):
+    """leaky_relu_(x, a) for a ≥ 0: y written into x, which is returned (``mark_dirty``, as in
+    ``relu.py``'s ReLU_). Only for a ≥ 0: then backward reads y, and x's old values are not needed."""
+
+    @staticmethod
+    def forward(x, negative_slope):
+        return x.copy_(leaky_relu_forward(x, negative_slope))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_dirty(inputs[0])
+        LeakyReLU.setup_context(ctx, inputs, output)

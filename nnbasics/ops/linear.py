@@ -68,6 +68,7 @@ class Linear(torch.autograd.Function):
     """y = x Wᵀ + b. x: (*, in); weight: (out, in); bias: (out,) or None; y: (*, out)."""
 
     generate_vmap_rule = True
+    autocast = "low"  # under torch.autocast: computed in the low-precision dtype, as torch.nn.functional.linear
 
     @staticmethod
     def forward(x, weight, bias):

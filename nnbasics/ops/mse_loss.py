@@ -60,6 +60,7 @@ class MSELoss(torch.autograd.Function):
     """loss = mse_loss(x, y, weight). x, y, weight: same shape; loss: that shape or a scalar."""
 
     generate_vmap_rule = True
+    autocast = "float32"  # under torch.autocast: computed in float32, as the built-in loss
 
     @staticmethod
     def forward(x, y, weight, reduction):

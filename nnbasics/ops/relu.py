@@ -16,18 +16,17 @@ is saved, as ``torch.relu`` saves it, and not a 1-byte mask of ``x > 0``:
 The rule, for every activation whose derivative can be read off its output:
 save the output, because whatever consumes it usually keeps it anyway. The
 exception is ``Dropout`` right after the activation: then nobody keeps the
-activation's output, and a 1-byte mask is cheaper. A lone op cannot know what
-comes next; ``nnbasics.nn.MLP`` can, and applies ``activation_dropout.py``,
-which saves one mask for both ops.
+activation's output, and a 1-byte mask is cheaper (``activation_dropout.py``).
 
 The gradient is written ``0 where y <= 0, else grad_y`` (a ``where``, not a
 product with a mask), which is ``threshold_backward``'s definition: a NaN
 input, whose output is NaN, passes its gradient through, and a NaN or
 infinite grad_y where y <= 0 gives 0, not NaN.
+
+``ReLU_`` is the in-place variant (``relu(x, inplace=True)``): it writes y into x's
+memory and tells autograd so with ``ctx.mark_dirty``.
 """
 import torch
-
-from ._masks import where_else_zero
 
 
 def relu_forward(x: torch.Tensor) -> torch.Tensor:
@@ -35,25 +34,14 @@ def relu_forward(x: torch.Tensor) -> torch.Tensor:
 
 
 def relu_passes(y: torch.Tensor) -> torch.Tensor:
-    """Where dy/dx = 1, as a bool tensor to keep, read off the output y = relu(x): y != 0.
-
-    y is 0 exactly where x <= 0, positive where x > 0, and NaN where x is NaN (which passes).
-    ``y.bool()`` is ``y != 0`` in one conversion, 5× faster than the comparison on the CPU
-    (measured in ``benchmarks/results/README.md``).
-    """
-    return y.bool()
+    """Where dy/dx = 1, read off the output y = relu(x): y != 0 (y is 0 exactly where x <= 0,
+    positive where x > 0, and NaN where x is NaN, which passes)."""
+    return y != 0
 
 
 def relu_derivative_times(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """v · dy/dx, elementwise, from the output y: v where y > 0 (or NaN), 0 elsewhere.
-
-    ``where_else_zero`` is ``torch.where(passes, v, 0)``, computed on the CPU without
-    ``torch.where``'s slow loop (see ``_masks.py``). Compiled (``nnbasics.fused``), the
-    comparison ``y <= 0`` is written instead: it stays in a register, where the bool tensor
-    ``relu_passes`` would be converted and stored (5-15× slower, benchmarks/results/README.md)."""
-    if torch.compiler.is_compiling():
-        return torch.where(y <= 0, 0, v)
-    return where_else_zero(relu_passes(y), v)
+    """v · dy/dx, elementwise, from the output y: v where y > 0 (or NaN), 0 elsewhere."""
+    return torch.where(y <= 0, 0, v)
 
 
 class ReLU(torch.autograd.Function):
@@ -79,3 +67,20 @@ class ReLU(torch.autograd.Function):
     def jvp(ctx, x_t):
         (y,) = ctx.saved_tensors
         return relu_derivative_times(x_t, y)
+
+
+class ReLU_(ReLU):
+    """relu_(x): y written into x itself, and x returned.
+
+    ``ctx.mark_dirty(x)`` tells autograd that x was changed in place: autograd then refuses a
+    leaf that requires grad (as for ``torch.relu_``) and raises if anything had saved the old x.
+    The saved output is x itself, the tensor the next layer keeps anyway: nothing beside it."""
+
+    @staticmethod
+    def forward(x):
+        return x.clamp_min_(0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_dirty(inputs[0])
+        ReLU.setup_context(ctx, inputs, output)

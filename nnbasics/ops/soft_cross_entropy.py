@@ -112,6 +112,7 @@ class SoftCrossEntropy(torch.autograd.Function):
     or None; loss: (N,) for reduction='none', else a scalar."""
 
     generate_vmap_rule = True
+    autocast = "float32"  # under torch.autocast: computed in float32, as the built-in loss
 
     @staticmethod
     def forward(x, q, weight, reduction, label_smoothing):

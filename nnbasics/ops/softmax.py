@@ -12,6 +12,8 @@ subtracted from every x_j, so m = max_j x_j is subtracted first: then every
 exponent is ≤ 0, the largest term is exactly e^0 = 1, and logits of ±1e4 are
 fine. The max is only a shift, so no gradient flows through it (``detach``).
 """
+from typing import ClassVar
+
 import torch
 
 
@@ -46,6 +48,7 @@ class Softmax(torch.autograd.Function):
     """y = softmax(x, dim). x: any shape; y: same shape, summing to 1 along dim."""
 
     generate_vmap_rule = True
+    autocast: ClassVar = {"cuda": "float32"}  # under CUDA autocast: computed in float32, as torch.softmax
 
     @staticmethod
     def forward(x, dim):
@@ -72,6 +75,7 @@ class LogSoftmax(torch.autograd.Function):
     """z = log_softmax(x, dim). x: any shape; z: same shape."""
 
     generate_vmap_rule = True
+    autocast: ClassVar = {"cuda": "float32"}  # under CUDA autocast: computed in float32, as torch.log_softmax
 
     @staticmethod
     def forward(x, dim):

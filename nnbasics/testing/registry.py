@@ -36,7 +36,8 @@ class OpInfo:
     differentiable_outputs: bool = True
     zero_size: Callable = None  # (device, dtype, requires_grad) -> list[Sample]: a size 0 in every position
     # For a random op: the built-in math on nnbasics' own draw (its random stream is not torch's),
-    # so that run_both compares output and gradient with built-in autograd under the same mask.
+    # so that run_both compares output and gradient with built-in autograd under the same mask;
+    # called with impl= (each implementation draws its own way).
     same_draw: Callable = None
 
     def custom(self, impl="custom"):
@@ -251,14 +252,19 @@ def _dropout_samples(device, dtype, requires_grad):
     return out
 
 
-def _dropout_same_draw(x, p=0.5, training=True, inplace=False):
-    """torch's dropout formula, x * m / (1 - p), with nnbasics' mask m from the same seed
-    (``ops.dropout.draw_keep``) and built-in autograd for the gradient."""
+def _dropout_same_draw(x, p=0.5, training=True, inplace=False, *, impl="custom"):
+    """torch's dropout formula, x * m / (1 - p), with the mask m that ``impl`` draws from the same
+    seed (``ops.dropout.draw_keep``, ``fused.dropout.draw_keep``) and built-in autograd for the gradient."""
     if not training or p == 0:
         return TF.dropout(x, p, training, inplace)
-    from ..ops.dropout import draw_keep, drawn_p
+    if impl == "fused":
+        from ..fused.dropout import draw_keep, drawn_p
+        p_used = drawn_p(p)
+    else:
+        from ..ops.dropout import draw_keep
+        p_used = p
     keep = draw_keep(x, p)
-    scale = 0.0 if p == 1 else 1 / (1 - drawn_p(p))
+    scale = 0.0 if p == 1 else 1 / (1 - p_used)
     return x * keep.to(x.dtype) * scale
 
 
@@ -351,7 +357,7 @@ def run_both(op: OpInfo, sample: Sample, impl="custom", grad_seed=0, noncontig_g
     ([(name, mine, ref)] for the output and each input gradient)."""
     results = []
     outputs = {}
-    reference = op.same_draw if op.random and op.same_draw is not None else op.builtin
+    reference = functools.partial(op.same_draw, impl=impl) if op.random and op.same_draw is not None else op.builtin
     for which, fn in (("mine", op.custom(impl)), ("ref", reference)):
         args = tuple(a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in sample.args)
         kwargs = dict(sample.kwargs)

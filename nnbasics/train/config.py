@@ -48,7 +48,7 @@ class Config:
     device: str = "auto"
     dtype: str = "float32"
     compile: bool = False
-    amp: str = "auto"  # precision.AMP_MODES; bfloat16 autocast where it is native (see nnbasics.precision)
+    amp: str = "auto"  # precision.AMP_MODES; bfloat16 autocast where it is native (see nnbasics.train.precision)
     # data and files
     dataset: str = "mnist"
     data_dir: str | None = None

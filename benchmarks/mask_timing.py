@@ -1,10 +1,10 @@
-"""The timings behind "Selecting by a mask" in this folder's README: torch.where against
-nnbasics' bit selections (ops/_masks.where_else_zero and select), the dropout draw's comparison against its
-clamp form (ops/dropout.draw_keep), and ReLU's compiled backward written with a comparison or
-with a bool tensor; on (256, 1024), each pair alternated, 2 threads, freed memory kept as
-``nnbasics.train`` keeps it. From the repository root:
+"""The timings behind "Selecting by a mask" in benchmarks/results/README.md: torch.where against
+the fast path's bit selections (nnbasics/fused/masks.py: where_else_zero and select), the fast
+dropout draw's comparison against its clamp form (nnbasics/fused/dropout.py: draw_keep), and ReLU's
+compiled backward written with a comparison or with a bool tensor; on (256, 1024), each pair
+alternated, 2 threads, freed memory kept as ``nnbasics.train`` keeps it. From the repository root:
 
-    PYTHONPATH=$PWD python benchmarks/results/mask_timing.py
+    python -m benchmarks.mask_timing
 """
 import os
 import statistics
@@ -12,11 +12,8 @@ import statistics
 import torch
 import torch.utils.benchmark as tb
 
-from nnbasics.ops._masks import select, where_else_zero
+from nnbasics.fused.masks import select, where_else_zero
 from nnbasics.train import allocator
-
-torch.set_num_threads(2)
-allocator.keep_freed_memory()  # as in training: the outputs' memory is reused, not page-faulted anew
 
 
 def alternate(fns, rounds=5):
@@ -50,14 +47,21 @@ def selections(dtype, gen):
                                                             "where(y.bool(), v, 0)": lambda: as_bool(v, y)}))
 
 
-print("load", os.getloadavg()[0], "torch", torch.__version__)
-gen = torch.Generator().manual_seed(0)
-for dtype in (torch.float32, torch.bfloat16):
-    selections(dtype, gen)
-bits = torch.randint(-(1 << 63), (1 << 63) - 1, (65536,), dtype=torch.int64, generator=gen)
-r = bits.view(torch.int16).view(256, 1024)
-t = -19661  # the threshold of p = 0.2
-show("draw's comparison, int16 (us):", alternate({"r >= t": lambda: r >= t,
-                                                  "r.clamp(t - 1, t).sub_(t - 1).bool()":
-                                                      lambda: r.clamp(t - 1, t).sub_(t - 1).bool()}))
-print("load", os.getloadavg()[0])
+def main():
+    torch.set_num_threads(2)
+    allocator.keep_freed_memory()  # as in training: the outputs' memory is reused, not page-faulted anew
+    print("load", os.getloadavg()[0], "torch", torch.__version__)
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        selections(dtype, gen)
+    bits = torch.randint(-(1 << 63), (1 << 63) - 1, (65536,), dtype=torch.int64, generator=gen)
+    r = bits.view(torch.int16).view(256, 1024)
+    t = -19661  # the threshold of p = 0.2
+    show("draw's comparison, int16 (us):", alternate({"r >= t": lambda: r >= t,
+                                                      "r.clamp(t - 1, t).sub_(t - 1).bool()":
+                                                          lambda: r.clamp(t - 1, t).sub_(t - 1).bool()}))
+    print("load", os.getloadavg()[0])
+
+
+if __name__ == "__main__":
+    main()

@@ -2,9 +2,10 @@
 MLP's training step (custom and builtin, float32 and bfloat16 autocast, batch 256, 2 threads) in
 fresh processes, with glibc's malloc defaults and with ``nnbasics.train.allocator.keep_freed_memory``;
 minor page faults, system time and wall time per step after 20 warm-up steps. Processes of the
-two settings alternate, three of each; medians. From the repository root:
+two settings alternate, three of each; medians (benchmarks/results/README.md, "Page faults in the
+training step"). From the repository root:
 
-    PYTHONPATH=$PWD python benchmarks/results/allocator_faults.py
+    python -m benchmarks.allocator_faults
 """
 import json
 import os

@@ -1,28 +1,35 @@
 """Cross-entropy that computes its gradient during forward, into the logits' own memory.
 
-    loss = nnbasics.inplace.cross_entropy_(model(x), y)      # model(x) is overwritten
+    loss = nnbasics.fused.inplace.cross_entropy_(model(x), y)      # model(x) is overwritten
 
 The trick of Liger-Kernel: dl/dx does not depend on the upstream gradient except through one
 scale per row, so it can be computed while the logits are in cache, and stored *over the
 logits*, which nothing needs any more. Backward then only scales it in place. Peak memory
 drops from logits + log-probabilities + gradient (three (N, C) tensors) to the logits alone.
-The formulas are the reference's (``nnbasics/ops/cross_entropy.py``), compiled by
-``nnbasics.fused.kernel``; ``benchmarks.memory`` measures the peak.
+The formulas are the textbook's (``nnbasics/ops/cross_entropy.py``: ``cross_entropy_unreduced`` and
+``cross_entropy_partials``), compiled by ``kernels.kernel``; ``python -m benchmarks.memory`` measures the peak.
 """
 import torch
 
-from . import arguments
-from .fused import CrossEntropy, kernel
-from .ops import cross_entropy as _ce
+from .. import _arguments as arguments
+from ..ops import cross_entropy as _ce
+from . import CrossEntropy
+from .kernels import kernel
 
 CHUNK_BYTES = 64 * 2**20  # rows are processed in chunks of about this size, bounding temporaries
 
 
 def _unreduced_and_partials_(x, target, weight, ignore_index, label_smoothing):
-    """The loss of every row, and x overwritten by dl/dx = m·p - q (the reference's formulas)."""
-    loss = _ce.cross_entropy_unreduced(x, target, weight, ignore_index, label_smoothing)
-    x.copy_(_ce.cross_entropy_partials(x, target, weight, ignore_index, label_smoothing))
+    """The loss of every row, and x overwritten by dl/dx = m·p - q (the textbook's formulas)."""
+    valid, t = _ce.valid_targets(target, ignore_index)
+    loss = _ce.cross_entropy_unreduced(x, valid, t, weight, label_smoothing)
+    x.copy_(_ce.cross_entropy_partials(x, valid, t, weight, label_smoothing))
     return loss
+
+
+def _total_weight(target, weight, ignore_index, dtype):
+    """The divisor of 'mean': Σ_i w_{t_i} over the rows that are not ignored (their count, as a float)."""
+    return _ce.divisor(*_ce.valid_targets(target, ignore_index), weight, dtype).to(dtype)
 
 
 _unreduced_and_partials_kernel = kernel(_unreduced_and_partials_)
@@ -46,7 +53,7 @@ class CrossEntropyInPlace(torch.autograd.Function):
             _unreduced_and_partials_kernel(xc, tc, weight, ignore_index, label_smoothing)
             for xc, tc in zip(x.split(rows_per_chunk), target.split(rows_per_chunk))
         ]) if x.shape[0] else x.new_zeros(0)
-        total = _ce.total_weight(target, weight, ignore_index, x.dtype)
+        total = _total_weight(target, weight, ignore_index, x.dtype)
         return _ce.reduce(loss, reduction, total), x
 
     @staticmethod
@@ -68,7 +75,7 @@ class CrossEntropyInPlace(torch.autograd.Function):
                                "backward can run only once (no retain_graph) for this loss")
         ctx.used = True
         grad, target, weight = ctx.saved_tensors
-        total = _ce.total_weight(target, weight, ctx.ignore_index, grad.dtype)
+        total = _total_weight(target, weight, ctx.ignore_index, grad.dtype)
         scale = _ce.unreduce(grad_loss, ctx.reduction, grad[:, 0], total)
         # ignored rows keep their gradient 0 even when the scale is 1/0 (every row ignored), as in torch
         scale = torch.where(target != ctx.ignore_index, scale, 0)

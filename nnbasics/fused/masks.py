@@ -1,34 +1,25 @@
-"""Boolean masks: saving one for backward (Dropout, ActivationDropout), multiplying and selecting by one.
+"""The CPU tricks of the fast path: multiplying and selecting by a bool mask without PyTorch's
+slow CPU loops, and the CPU twins of the textbook's formulas that use them.
 
-Each of these Functions needs mostly *where* something held (kept by dropout, and x > 0
-or lo < x < hi for the activation before it): a bool mask, one byte per element. The
-mask is computed in forward but is neither an input nor an output, and ``torch.func`` needs every saved tensor to be one of those; so
-forward returns it as a second output, and ``save_mask`` marks it as data, not a result.
+PyTorch's CPU ``torch.where`` and float × bool multiply run scalar-ish loops (torch 2.13): for
+the formulas that run eagerly (the compiled kernels' small-tensor and double-backward cases, and
+the dropout formulas, which ``kernel(..., cpu=False)`` keeps eager on the CPU) these functions
+give the very same bits faster, by reading a bool mask as uint8 and selecting on a float's bits as
+integers. Each guards itself: where autograd records, under ``torch.func`` transforms, under
+``torch.compile`` and on other devices they are the plain ``torch.where``.
+``python -m benchmarks.mask_timing`` measures each against the plain op.
 """
 import torch
 
-from .._torch_private import has_storage
-
-
-def save_mask(ctx, mask: torch.Tensor, *others: torch.Tensor) -> None:
-    """Keep ``mask``, returned by forward as a second output, for backward and jvp (and ``others``,
-    inputs or outputs, after it in ``ctx.saved_tensors``).
-
-    It is marked non-differentiable (it is a function of x, but a piecewise constant
-    one), and gradients are not materialized: autograd would otherwise allocate a zero
-    "gradient of the mask" for every backward.
-    """
-    ctx.mark_non_differentiable(mask)
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(mask, *others)
-    ctx.save_for_forward(mask, *others)
+from ..ops import hardtanh as _hardtanh
+from ._torch_private import has_storage
 
 
 def as_factor(mask: torch.Tensor) -> torch.Tensor:
     """A 0/1 mask as a factor to multiply by: a bool mask's bytes viewed as uint8 (no copy, same
     values), anything else as it is. Multiplying by it gives the same numbers as by the bool mask,
     but PyTorch's CPU multiply has a vectorized loop for float × uint8 and not for float × bool:
-    3× faster on a (128, 1024) float32 tensor (28 µs vs 87 µs, benchmarks/results/README.md)."""
+    3× faster on a (128, 1024) float32 tensor (28 µs vs 87 µs; ``python -m benchmarks.mask_timing``)."""
     return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
 
 
@@ -42,8 +33,8 @@ def where_else_zero(keep: torch.Tensor, v: torch.Tensor, *, layout_of: str = "ke
     (``layout_of="v"``, as ``v.clone().masked_fill_(~keep, 0)`` gives it).
 
     On the CPU ``torch.where`` takes 0.9-1.1 ms for 256 × 1024 elements (torch 2.13 and 2.14, float32 or
-    bfloat16), 3-4× a multiply by the mask and 6-17× what follows (benchmarks/results/README.md,
-    "Selecting by a mask").
+    bfloat16), 3-4× a multiply by the mask (``benchmarks/results/README.md``, "Selecting by a mask";
+    ``python -m benchmarks.mask_timing`` measures it).
     So a plain CPU tensor outside autograd is selected on its bits: ``keep`` (1 or 0) times v read as
     integers of its size, read back as floats. That is v's own bits where keep holds and all-zero
     bits, +0.0, elsewhere: exactly the selection, NaN and inf included, which a float multiply
@@ -80,3 +71,25 @@ def _bits_dtype(cond: torch.Tensor, *values: torch.Tensor):
                    or (v.requires_grad and torch.is_grad_enabled()) or not has_storage(v) for v in values)):
         return None
     return as_int
+
+
+# --------------------------------------------------------------------------- the textbook's formulas, on the bits
+
+def relu_derivative_times(v, y):
+    """``ops.relu.relu_derivative_times``: v where y != 0 (``y.bool()``: one conversion, 5× the
+    comparison ``y != 0`` on the CPU), +0 elsewhere."""
+    return where_else_zero(y.bool(), v)
+
+
+def hardtanh_derivative_times(v, s, min_val, max_val):
+    """``ops.hardtanh.hardtanh_derivative_times``, in v's layout."""
+    return where_else_zero(_hardtanh.hardtanh_passes(s, min_val, max_val), v, layout_of="v")
+
+
+def leaky_relu_forward(x, negative_slope):
+    return select(x > 0, x, x * negative_slope)
+
+
+def leaky_relu_derivative_times(v, s, negative_slope):
+    return select(s > 0, v, v * negative_slope)
+

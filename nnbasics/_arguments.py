@@ -1,4 +1,4 @@
-"""Argument checks for ``nnbasics.functional`` (and ``nnbasics.inplace``).
+"""Argument checks for ``nnbasics.functional`` (and ``nnbasics.fused.inplace``).
 
 Each check raises the exception type ``torch.nn.functional`` raises for the same mistake, with
 a message that names the bad value and says what to do. Checks that read tensor *values*
@@ -10,8 +10,18 @@ import warnings
 
 import torch
 
-from ._torch_private import is_transformed
 from .ops._reduction import REDUCTIONS
+
+# torch.func's wrappers have no public test; the one private function this layer uses, with a
+# fallback (treat every tensor as readable: a value check inside a transform then raises torch's
+# own error). tests/test_structure.py says when a torch drops it.
+_is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+
+
+def is_transformed(t: torch.Tensor) -> bool:
+    """Is ``t`` a wrapper made by a ``torch.func`` transform (vmap, grad, jvp)? Its values cannot be
+    read (``.item()``, ``bool(...)`` raise), and in-place Functions are traced differently there."""
+    return _is_wrapped is not None and _is_wrapped(t)
 
 
 def readable(t: torch.Tensor) -> bool:

@@ -1,0 +1,245 @@
+"""The fast path (``impl="fused"``): the textbook's formulas, compiled, and every speed trick.
+
+The reference Functions in ``nnbasics.ops`` spell each formula out as a few tensor operations,
+and each operation is a separate pass over memory: the sigmoid's backward ``grad · y · (1 - y)``
+reads and writes three times what PyTorch's single ``sigmoid_backward`` kernel does. Here every
+formula is handed to ``torch.compile`` (``kernels.py``), which fuses it into one loop that reads
+each input once and writes each output once.
+
+Nothing is re-derived: each class below subclasses its textbook twin, keeps its ``setup_context``
+(what is saved) and ``jvp``, and replaces only the body of ``forward`` and ``backward`` with the
+compiled version of the textbook's own formula functions. The other tricks, each with its reason
+and the command that measures it in its module's docstring:
+
+- ``masks.py``: multiplying and selecting by a bool mask on the CPU without PyTorch's slow loops;
+- ``dropout.py``: a dropout draw of 16 random bits per element, and the dropout formulas on the CPU;
+- ``inplace.py``: ``cross_entropy_``, which stores the gradient over the logits during forward;
+- ``_torch_private.py``: ``FastApply``, ``Function.apply`` without its argument binding.
+
+``Linear`` is the textbook's: its work is three matrix products, already single BLAS calls, with
+nothing between them to fuse (only ``FastApply`` is added). ``python -m benchmarks.ops --impl
+fused`` and ``python -m benchmarks.train`` measure the fast path against the built-ins.
+"""
+from .. import ops
+from ..ops import binary_cross_entropy as _bce
+from ..ops import cross_entropy as _ce
+from ..ops import hardtanh as _hardtanh
+from ..ops import leaky_relu as _leaky_relu
+from ..ops import mse_loss as _mse
+from ..ops import relu as _relu
+from ..ops import sigmoid as _sigmoid
+from ..ops import soft_cross_entropy as _soft_ce
+from ..ops import softmax as _softmax
+from ..ops import tanh as _tanh
+from . import dropout as _dropout
+from . import masks
+from ._torch_private import FastApply
+from .kernels import kernel
+
+# --------------------------------------------------------------------------- activations
+
+_sigmoid_derivative_times = kernel(_sigmoid.sigmoid_derivative_times)
+_tanh_derivative_times = kernel(_tanh.tanh_derivative_times)
+_relu_derivative_times = kernel(_relu.relu_derivative_times, eager=masks.relu_derivative_times)
+_leaky_relu_derivative_times = kernel(_leaky_relu.leaky_relu_derivative_times, eager=masks.leaky_relu_derivative_times)
+_hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times, eager=masks.hardtanh_derivative_times)
+_dropout_derivative_times = kernel(_dropout.dropout_derivative_times, cpu=False)
+_activation_dropout_forward = kernel(_dropout.activation_dropout_forward, cpu=False)
+_activation_dropout_derivative_times = kernel(_dropout.activation_dropout_derivative_times, cpu=False)
+_softmax_jacobian_times = kernel(_softmax.softmax_jacobian_times)
+_log_softmax_backward = kernel(_softmax.log_softmax_backward)
+
+
+class Sigmoid(FastApply, ops.Sigmoid):
+    forward = staticmethod(kernel(_sigmoid.sigmoid_forward))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _sigmoid_derivative_times(grad_y, *ctx.saved_tensors)
+
+
+class Tanh(FastApply, ops.Tanh):
+    # forward: the textbook's, one ATen op (torch.tanh). Compiled, Inductor's vectorized tanh
+    # took 1.79 ms against ATen's 0.36 ms at 1M float32 elements (benchmarks/results/README.md).
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _tanh_derivative_times(grad_y, *ctx.saved_tensors)
+
+
+class ReLU(FastApply, ops.ReLU):
+    # forward: the textbook's, one ATen op (clamp_min) that compiling would not beat.
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _relu_derivative_times(grad_y, *ctx.saved_tensors)
+
+
+class ReLU_(FastApply, ops.ReLU_):
+    backward = staticmethod(ReLU.backward)
+
+
+class LeakyReLU(FastApply, ops.LeakyReLU):
+    forward = staticmethod(kernel(_leaky_relu.leaky_relu_forward, eager=masks.leaky_relu_forward))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _leaky_relu_derivative_times(grad_y, *ctx.saved_tensors, ctx.negative_slope), None
+
+
+class LeakyReLU_(FastApply, ops.LeakyReLU_):
+    backward = staticmethod(LeakyReLU.backward)
+
+
+class Hardtanh(FastApply, ops.Hardtanh):
+    # forward: the textbook's, one ATen op (clamp).
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _hardtanh_derivative_times(grad_y, *ctx.saved_tensors, ctx.min_val, ctx.max_val), None, None
+
+
+class Hardtanh_(FastApply, ops.Hardtanh_):
+    backward = staticmethod(Hardtanh.backward)
+
+
+def _with_drawn_p(textbook):
+    """``textbook.setup_context``, then ``ctx.p`` set to the drop probability the draw of
+    ``dropout.py`` uses (``drawn_p``): backward scales by it."""
+    def setup_context(ctx, inputs, output):
+        textbook.setup_context(ctx, inputs, output)
+        ctx.p = _dropout.drawn_p(ctx.p)
+    return staticmethod(setup_context)
+
+
+class Dropout(FastApply, ops.Dropout):
+    """The draw of ``dropout.py`` (16 bits per element; random numbers are not compiled)."""
+
+    setup_context = _with_drawn_p(ops.Dropout)
+
+    @staticmethod
+    def forward(x, p):
+        mask = _dropout.draw_keep(x, p)
+        return _dropout_derivative_times(x, mask, _dropout.drawn_p(p)), mask
+
+    @staticmethod
+    def backward(ctx, grad_y, _grad_mask):
+        if grad_y is None:  # y got no gradient (grads are not materialized)
+            return None, None
+        return _dropout_derivative_times(grad_y, *ctx.saved_tensors, ctx.p), None
+
+
+class Dropout_(FastApply, ops.Dropout_):
+    backward = staticmethod(Dropout.backward)
+
+    @staticmethod
+    def forward(x, p):
+        y, mask = Dropout.forward(x, p)
+        return x.copy_(y), mask
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_dirty(inputs[0])
+        Dropout.setup_context(ctx, inputs, output)
+
+
+class ActivationDropout(FastApply, ops.ActivationDropout):
+    """The draw of ``dropout.py``; the rest writes a bool mask, so it runs eagerly on the CPU."""
+
+    setup_context = _with_drawn_p(ops.ActivationDropout)
+
+    @staticmethod
+    def forward(x, activation, p, params):
+        return _activation_dropout_forward(x, activation, _dropout.drawn_p(p), params, _dropout.draw_keep(x, p))
+
+    @staticmethod
+    def backward(ctx, grad_z, _grad_mask):
+        if grad_z is None:  # z got no gradient (grads are not materialized)
+            return None, None, None, None
+        mask, *z = ctx.saved_tensors
+        grad_x = _activation_dropout_derivative_times(grad_z, mask, ctx.activation, ctx.p, ctx.params, *z)
+        return grad_x, None, None, None
+
+
+class Softmax(FastApply, ops.Softmax):
+    forward = staticmethod(kernel(_softmax.softmax_forward))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _softmax_jacobian_times(grad_y, *ctx.saved_tensors, ctx.dim), None
+
+
+class LogSoftmax(FastApply, ops.LogSoftmax):
+    forward = staticmethod(kernel(_softmax.log_softmax_forward))
+
+    @staticmethod
+    def backward(ctx, grad_z):
+        return _log_softmax_backward(grad_z, *ctx.saved_tensors, ctx.dim), None
+
+
+class Linear(FastApply, ops.Linear):
+    pass
+
+
+# --------------------------------------------------------------------------- losses
+
+_cross_entropy_backward = kernel(_ce.cross_entropy_backward)
+_soft_cross_entropy_backward = kernel(_soft_ce.soft_cross_entropy_backward)
+_mse_backward = kernel(_mse.mse_backward)
+_bce_backward = kernel(_bce.bce_backward)
+_bce_with_logits_backward = kernel(_bce.bce_with_logits_backward)
+
+
+class CrossEntropy(FastApply, ops.CrossEntropy):
+    """Forward: one pass computing max, log-sum-exp and the loss, with no (N, C) output written;
+    backward: one pass recomputing p from the saved logits and writing m · p - q, scaled."""
+
+    forward = staticmethod(kernel(_ce.cross_entropy_forward))
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        return _cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options), None, None, None, None, None
+
+
+class SoftCrossEntropy(FastApply, ops.SoftCrossEntropy):
+    """Forward: one pass per row computing max, log-sum-exp and Σ_j w_j q'_ij (-log p_ij);
+    backward: one pass writing the gradients the inputs need."""
+
+    forward = staticmethod(kernel(_soft_ce.soft_cross_entropy_forward))
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = _soft_cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options, ctx.needs_input_grad[:3])
+        return *grads, None, None
+
+
+class MSELoss(FastApply, ops.MSELoss):
+    forward = staticmethod(kernel(_mse.mse_forward))
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        return *_mse_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:3]), None
+
+
+class BinaryCrossEntropy(FastApply, ops.BinaryCrossEntropy):
+    forward = staticmethod(kernel(_bce.bce_forward))
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        return *_bce_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:2]), None, None
+
+
+class BinaryCrossEntropyWithLogits(FastApply, ops.BinaryCrossEntropyWithLogits):
+    forward = staticmethod(kernel(_bce.bce_with_logits_forward))
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = _bce_with_logits_backward(grad_loss, *ctx.saved_tensors, ctx.reduction, ctx.needs_input_grad[:2])
+        return *grads, None, None, None
+
+
+class ContiguousGrad(FastApply, ops.ContiguousGrad):  # an identity: nothing to fuse
+    pass
+
+
+__all__ = list(ops.__all__)
