@@ -119,3 +119,23 @@ def test_every_fused_op_compiles_above_the_size_threshold_and_matches_torch(devi
             assert compare(f"{op.name} {name}", mine, ref).close, (op.name, name)
     assert sum(len(k.compiled) for k in kernels) > 0
     assert all(not k.fallbacks for k in kernels)
+
+
+
+def test_cross_entropy_compiles_only_over_many_classes():
+    """Over few classes the compiled loss saves microseconds a call and costs seconds to compile
+    (fused.MIN_CLASSES): MNIST's 10 classes run eagerly, 64 classes compile; both equal torch's."""
+    forward = fused._cross_entropy_forward
+    saved = dict(forward.compiled)
+    forward.compiled.clear()
+    try:
+        for classes, compiles in ((10, False), (2 * fused.MIN_CLASSES, True)):
+            rows = 2 * fused_kernels.MIN_ELEMENTS // classes + 1
+            x, t = torch.randn(rows, classes), torch.randint(0, classes, (rows,))
+            mine = fused.CrossEntropy.apply(x, t, None, -100, "sum", 0.1)
+            assert bool(forward.compiled) == compiles, classes
+            want = torch.nn.functional.cross_entropy(x, t, reduction="sum", label_smoothing=0.1)
+            assert compare(f"cross_entropy over {classes} classes", mine, want).close
+    finally:
+        forward.compiled.clear()
+        forward.compiled.update(saved)

@@ -183,7 +183,22 @@ class Linear(FastApply, ops.Linear):
 
 # --------------------------------------------------------------------------- losses
 
-_cross_entropy_backward = kernel(_ce.cross_entropy_backward)
+MIN_CLASSES = 32
+"""Cross-entropy over fewer classes runs its formulas eagerly. With 10 classes the compiled
+forward saves about 20% of a call that takes microseconds (2500 x 10: 122 -> 96 us; 10000 x 10:
+399 -> 300 us), against a compile of about 3 s, repaid after some 10^5 calls: far more than an
+MNIST run's evaluation makes. From 1000 classes on it saves over half (2048 x 1000: 2.98 -> 1.26
+ms). Measured on a 2-core AMD EPYC, torch 2.13.0+cpu, 2 threads, eager against
+``torch.compile`` of ``ops.cross_entropy.cross_entropy_forward``, alternating with
+``torch.utils.benchmark``."""
+
+
+def _many_classes(x, *args) -> bool:
+    return x.dim() > 0 and x.shape[1 if x.dim() > 1 else 0] >= MIN_CLASSES
+
+
+_cross_entropy_forward = kernel(_ce.cross_entropy_forward, worth=_many_classes)
+_cross_entropy_backward = kernel(_ce.cross_entropy_backward, worth=lambda grad_loss, x, *args: _many_classes(x))
 _soft_cross_entropy_backward = kernel(_soft_ce.soft_cross_entropy_backward)
 _mse_backward = kernel(_mse.mse_backward)
 _bce_backward = kernel(_bce.bce_backward)
@@ -194,7 +209,7 @@ class CrossEntropy(FastApply, ops.CrossEntropy):
     """Forward: one pass computing max, log-sum-exp and the loss, with no (N, C) output written;
     backward: one pass recomputing p from the saved logits and writing m · p - q, scaled."""
 
-    forward = staticmethod(kernel(_ce.cross_entropy_forward))
+    forward = staticmethod(_cross_entropy_forward)
 
     @staticmethod
     def backward(ctx, grad_loss):

@@ -64,7 +64,7 @@ def _own_copy(formula):
     return copy
 
 
-def kernel(formula, *, cpu=True, min_elements=None, eager=None):
+def kernel(formula, *, cpu=True, min_elements=None, eager=None, worth=None):
     """``formula`` compiled into one fused loop, where compiling applies (see the module docstring).
 
     Each kind of input (``_kind``: devices, dtypes, ranks, contiguity, option values) gets a
@@ -83,6 +83,9 @@ def kernel(formula, *, cpu=True, min_elements=None, eager=None):
     ``eager``: what runs where compiling does not apply (default: ``formula`` itself), the same
     math: the fast path passes its CPU twins of a formula (``masks.py``, ``dropout.py``).
 
+    ``worth``: a test of the arguments, false where the compiled loop saves too little per call to
+    ever repay its compile (seconds); those calls run eagerly.
+
     If compiling fails (no C++ compiler, ...), the kernel says so in one warning and from then
     on runs the formula eagerly for inputs of that kind, which ``run.fallbacks`` lists;
     ``run.compiled`` maps each compiled kind to its compiled function.
@@ -95,7 +98,8 @@ def kernel(formula, *, cpu=True, min_elements=None, eager=None):
     def run(*args):
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or not all(map(_plain, args))
                 or (not cpu and _on_cpu(args))
-                or not _large(args, MIN_ELEMENTS if min_elements is None else min_elements)):
+                or not _large(args, MIN_ELEMENTS if min_elements is None else min_elements)
+                or (worth is not None and not worth(*args))):
             return eager(*args)
         kind = _kind(args)
         fn = compiled.get(kind)
