@@ -20,59 +20,58 @@ and the command that measures it in its module's docstring:
 nothing between them to fuse (only ``FastApply`` is added). ``python -m benchmarks.ops --impl
 fused`` and ``python -m benchmarks.train`` measure the fast path against the built-ins.
 """
+import torch
+
 from .. import ops
 from ..ops import binary_cross_entropy as _bce
 from ..ops import cross_entropy as _ce
 from ..ops import hardtanh as _hardtanh
-from ..ops import leaky_relu as _leaky_relu
 from ..ops import mse_loss as _mse
-from ..ops import relu as _relu
-from ..ops import sigmoid as _sigmoid
 from ..ops import soft_cross_entropy as _soft_ce
-from ..ops import softmax as _softmax
-from ..ops import tanh as _tanh
 from . import dropout as _dropout
 from . import masks
 from ._torch_private import FastApply
 from .kernels import kernel
 
 # --------------------------------------------------------------------------- activations
+# Where PyTorch has the op's derivative as one kernel of its own (``sigmoid_backward``,
+# ``threshold_backward``, ...: the kernels the built-in ops' autograd calls), the fast path calls it:
+# the derivative is the textbook's, read and written in one vectorized pass, and a compiled loop
+# of the same formula does not beat it (relu's backward at 4M float32 elements on one thread:
+# 1.63 ms compiled against 1.38 ms for ``threshold_backward``; docs/fused.md, "ATen's kernels").
+# The forward likewise is the built-in's one op. ``torch.ops.aten`` is PyTorch's public op namespace.
 
-_sigmoid_derivative_times = kernel(_sigmoid.sigmoid_derivative_times)
-_tanh_derivative_times = kernel(_tanh.tanh_derivative_times)
-_relu_derivative_times = kernel(_relu.relu_derivative_times, eager=masks.relu_derivative_times)
-_leaky_relu_derivative_times = kernel(_leaky_relu.leaky_relu_derivative_times, eager=masks.leaky_relu_derivative_times)
+_aten = torch.ops.aten
 _hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times, eager=masks.hardtanh_derivative_times)
 _dropout_derivative_times = kernel(_dropout.dropout_derivative_times, cpu=False)
 _activation_dropout_forward = kernel(_dropout.activation_dropout_forward, cpu=False)
 _activation_dropout_derivative_times = kernel(_dropout.activation_dropout_derivative_times, cpu=False)
-_softmax_jacobian_times = kernel(_softmax.softmax_jacobian_times)
-_log_softmax_backward = kernel(_softmax.log_softmax_backward)
 
 
 class Sigmoid(FastApply, ops.Sigmoid):
-    forward = staticmethod(kernel(_sigmoid.sigmoid_forward))
+    @staticmethod
+    def forward(x):
+        return torch.sigmoid(x)
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _sigmoid_derivative_times(grad_y, *ctx.saved_tensors)
+        return _aten.sigmoid_backward(grad_y, *ctx.saved_tensors)
 
 
 class Tanh(FastApply, ops.Tanh):
-    # forward: the textbook's, one ATen op (torch.tanh). Compiled, Inductor's vectorized tanh
-    # took 1.79 ms against ATen's 0.36 ms at 1M float32 elements (benchmarks/results/README.md).
+    # forward: the textbook's, one ATen op (torch.tanh).
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _tanh_derivative_times(grad_y, *ctx.saved_tensors)
+        return _aten.tanh_backward(grad_y, *ctx.saved_tensors)
 
 
 class ReLU(FastApply, ops.ReLU):
-    # forward: the textbook's, one ATen op (clamp_min) that compiling would not beat.
+    # forward: the textbook's, one ATen op (clamp_min).
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _relu_derivative_times(grad_y, *ctx.saved_tensors)
+        return _aten.threshold_backward(grad_y, *ctx.saved_tensors, 0)
 
 
 class ReLU_(FastApply, ops.ReLU_):
@@ -80,11 +79,14 @@ class ReLU_(FastApply, ops.ReLU_):
 
 
 class LeakyReLU(FastApply, ops.LeakyReLU):
-    forward = staticmethod(kernel(_leaky_relu.leaky_relu_forward, eager=masks.leaky_relu_forward))
+    @staticmethod
+    def forward(x, negative_slope):
+        return _aten.leaky_relu(x, negative_slope)
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _leaky_relu_derivative_times(grad_y, *ctx.saved_tensors, ctx.negative_slope), None
+        # grad_y where s > 0, slope · grad_y elsewhere, for s = y or x alike (the textbook's rule)
+        return _aten.leaky_relu_backward(grad_y, *ctx.saved_tensors, ctx.negative_slope, False), None
 
 
 class LeakyReLU_(FastApply, ops.LeakyReLU_):
@@ -92,7 +94,9 @@ class LeakyReLU_(FastApply, ops.LeakyReLU_):
 
 
 class Hardtanh(FastApply, ops.Hardtanh):
-    # forward: the textbook's, one ATen op (clamp).
+    # forward: the textbook's, one ATen op (clamp). Backward: the textbook's formula compiled, not
+    # ATen's ``hardtanh_backward``, which is not one rule at a NaN input (0 in its vectorized loop,
+    # grad_y in its scalar tail: tests/test_opinfo.py, NAN_GRAD_RULE); here a NaN gets 0 everywhere.
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -162,19 +166,25 @@ class ActivationDropout(FastApply, ops.ActivationDropout):
 
 
 class Softmax(FastApply, ops.Softmax):
-    forward = staticmethod(kernel(_softmax.softmax_forward))
+    @staticmethod
+    def forward(x, dim):
+        return torch.softmax(x, dim)
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _softmax_jacobian_times(grad_y, *ctx.saved_tensors, ctx.dim), None
+        (y,) = ctx.saved_tensors
+        return _aten._softmax_backward_data(grad_y, y, ctx.dim, y.dtype), None
 
 
 class LogSoftmax(FastApply, ops.LogSoftmax):
-    forward = staticmethod(kernel(_softmax.log_softmax_forward))
+    @staticmethod
+    def forward(x, dim):
+        return torch.log_softmax(x, dim)
 
     @staticmethod
     def backward(ctx, grad_z):
-        return _log_softmax_backward(grad_z, *ctx.saved_tensors, ctx.dim), None
+        (z,) = ctx.saved_tensors
+        return _aten._log_softmax_backward_data(grad_z, z, ctx.dim, z.dtype), None
 
 
 class Linear(FastApply, ops.Linear):
