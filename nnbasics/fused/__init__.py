@@ -7,9 +7,10 @@ formula is handed to ``torch.compile`` (``kernels.py``), which fuses it into one
 each input once and writes each output once.
 
 Nothing is re-derived: each class below subclasses its textbook twin, keeps its ``setup_context``
-(what is saved) and ``jvp``, and replaces only the body of ``forward`` and ``backward`` with the
-compiled version of the textbook's own formula functions. The other tricks, each with its reason
-and the command that measures it in its module's docstring:
+(what is saved) and ``jvp``, and replaces only the body of ``forward`` and ``backward``: with
+PyTorch's own kernel for the same derivative where there is one (the activations: see below), else
+with the compiled version of the textbook's own formula functions. The other tricks, each with its
+reason and the command that measures it in its module's docstring:
 
 - ``masks.py``: multiplying and selecting by a bool mask on the CPU without PyTorch's slow loops;
 - ``dropout.py``: a dropout draw of 16 random bits per element, and the dropout formulas on the CPU;
@@ -35,12 +36,10 @@ from .kernels import kernel
 
 # --------------------------------------------------------------------------- activations
 # Where PyTorch has the op's derivative as one kernel of its own (``sigmoid_backward``,
-# ``threshold_backward``, ...: the kernels the built-in ops' autograd calls), the fast path calls it:
-# the derivative is the textbook's, read and written in one vectorized pass, and a compiled loop
-# of the same formula does not beat it (relu's backward at 4M float32 elements on one thread:
-# 1.63 ms compiled against 1.38 ms for ``threshold_backward``; docs/fused.md, "ATen's kernels").
-# The forward likewise is the built-in's one op. ``torch.ops.aten`` is PyTorch's public op namespace.
-
+# ``threshold_backward``, ...: the kernels the built-in ops' autograd calls), the fast path calls it
+# on the tensor the textbook saves: one vectorized pass, which a compiled loop of the same formula
+# does not beat (``python -m benchmarks.derivative_kernels``; docs/fused.md). The forward likewise
+# is the built-in's one op. ``torch.ops.aten`` is PyTorch's public namespace of its ops.
 _aten = torch.ops.aten
 _hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times, eager=masks.hardtanh_derivative_times)
 _dropout_derivative_times = kernel(_dropout.dropout_derivative_times, cpu=False)
