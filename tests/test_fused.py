@@ -139,3 +139,26 @@ def test_cross_entropy_compiles_only_over_many_classes():
     finally:
         forward.compiled.clear()
         forward.compiled.update(saved)
+
+
+def test_cross_entropy_in_bfloat16_compiles_a_float32_loop():
+    """Compiled for bfloat16 logits, the loss and its gradient are computed in float32 and rounded
+    once (kernel(..., float32=True)): they are the float32 results rounded to bfloat16, to one unit
+    in the last place (the built-in, which rounds its log-probabilities to bfloat16 before its
+    backward exponentiates them, is further off), and the compiled kinds are bfloat16's."""
+    forward, backward = fused._cross_entropy_forward, fused._cross_entropy_backward
+    classes = 2 * fused.MIN_CLASSES
+    rows = 2 * fused_kernels.MIN_ELEMENTS // classes + 1
+    x = (4 * torch.randn(rows, classes)).bfloat16().requires_grad_()
+    t = torch.randint(0, classes, (rows,))
+    mine = fused.CrossEntropy.apply(x, t, None, -100, "mean", 0.0)
+    (grad_mine,) = torch.autograd.grad(mine, x)
+    x32 = x.detach().float().requires_grad_()
+    want = torch.nn.functional.cross_entropy(x32, t)
+    (grad_want,) = torch.autograd.grad(want, x32)
+    assert mine.dtype == grad_mine.dtype == torch.bfloat16
+    assert any(kind[0][1] == torch.bfloat16 for kind in forward.compiled)
+    assert any(kind[1][1] == torch.bfloat16 for kind in backward.compiled)
+    ulp = 2.0 ** -7  # bfloat16's spacing relative to a value: 8 significant bits
+    torch.testing.assert_close(mine.float(), want, rtol=ulp, atol=0)
+    torch.testing.assert_close(grad_mine.float(), grad_want, rtol=ulp, atol=1e-30)

@@ -206,9 +206,9 @@ def _many_classes(x, *args) -> bool:
     return x.dim() > 0 and x.shape[1 if x.dim() > 1 else 0] >= MIN_CLASSES
 
 
-_cross_entropy_forward = kernel(_ce.cross_entropy_forward, worth=_many_classes)
-_cross_entropy_backward = kernel(_ce.cross_entropy_backward, worth=lambda grad_loss, x, *args: _many_classes(x))
-_soft_cross_entropy_backward = kernel(_soft_ce.soft_cross_entropy_backward)
+_cross_entropy_forward = kernel(_ce.cross_entropy_forward, worth=_many_classes, float32=True)
+_cross_entropy_backward = kernel(_ce.cross_entropy_backward, worth=lambda grad_loss, x, *args: _many_classes(x), float32=True)
+_soft_cross_entropy_backward = kernel(_soft_ce.soft_cross_entropy_backward, float32=True)
 _mse_backward = kernel(_mse.mse_backward)
 _bce_backward = kernel(_bce.bce_backward)
 _bce_with_logits_backward = kernel(_bce.bce_with_logits_backward)
@@ -229,7 +229,7 @@ class SoftCrossEntropy(FastApply, ops.SoftCrossEntropy):
     """Forward: one pass per row computing max, log-sum-exp and Σ_j w_j q'_ij (-log p_ij);
     backward: one pass writing the gradients the inputs need."""
 
-    forward = staticmethod(kernel(_soft_ce.soft_cross_entropy_forward))
+    forward = staticmethod(kernel(_soft_ce.soft_cross_entropy_forward, float32=True))
 
     @staticmethod
     def backward(ctx, grad_loss):
