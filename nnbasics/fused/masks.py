@@ -75,12 +75,6 @@ def _bits_dtype(cond: torch.Tensor, *values: torch.Tensor):
 
 # --------------------------------------------------------------------------- the textbook's formulas, on the bits
 
-def relu_derivative_times(v, y):
-    """``ops.relu.relu_derivative_times``: v where y != 0 (``y.bool()``: one conversion, 5× the
-    comparison ``y != 0`` on the CPU), +0 elsewhere."""
-    return where_else_zero(y.bool(), v)
-
-
 def hardtanh_derivative_times(v, s, min_val, max_val):
     """``ops.hardtanh.hardtanh_derivative_times``, in v's layout."""
     return where_else_zero(_hardtanh.hardtanh_passes(s, min_val, max_val), v, layout_of="v")
