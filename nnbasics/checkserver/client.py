@@ -145,7 +145,7 @@ def _start(path, found):
         if os.path.lexists(path):
             os.unlink(path)  # a server that died without removing its socket (killed)
         ready_r, ready_w = os.pipe()
-        config = {"path": sys.path, "key": found, "socket": path, "ready": ready_w,
+        config = {"path": [os.path.abspath(p) for p in sys.path], "key": found, "socket": path, "ready": ready_w,
                   "idle": common.idle_seconds()}
         launcher = subprocess.Popen([sys.executable, *subprocess._args_from_interpreter_flags(), "-c", _BOOT],
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

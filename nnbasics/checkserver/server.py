@@ -10,7 +10,7 @@ removing its socket.
 A request is served by two forks: a supervisor, which sends the client the checking child's pid, passes on the
 client's "go", waits for the child and sends back its wait status (and kills the child's process group if the
 client goes away); and the child, which takes the client's cwd, argv, environment, ``sys.path``, umask and
-stdin/stdout/stderr, restores torch's thread count and random state as a fresh process has them, and runs
+stdin/stdout/stderr, sets torch's thread count and random seed as a fresh process has them, and runs
 ``nnbasics.testing.command.main``: the same code, output and exit status as the command in the client's process.
 Nothing of the user's is imported into the server itself, so each child loads the user's module fresh.
 
@@ -54,12 +54,11 @@ def main(config: dict):
 
 
 def _prepare(config) -> dict:
-    if common.key() != config["key"]:
-        raise RuntimeError("its key is not the client's (the interpreter's flags?)")
+    _same_key(common.key(), config["key"], "differs from the client's")
     environment = dict(os.environ)
     import torch
 
-    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     import functorch.compile  # noqa: F401 - the compile check's AOTAutograd, imported once here
     import torch._dynamo
@@ -68,10 +67,7 @@ def _prepare(config) -> dict:
 
     _warm_up(torch, check_function)
     torch._dynamo.reset()
-    now = common.key()
-    changed = [part for part in ("torch", "nnbasics") if now[part] != config["key"][part]]
-    if changed:
-        raise RuntimeError(f"{' and '.join(changed)} changed while it started")
+    _same_key({**common.key(), "env": config["key"]["env"]}, config["key"], "changed while it started")
     # What importing torch and checking put in the environment (TORCHINDUCTOR_CACHE_DIR, ...), as the command's
     # own process would have it: each child adds it to the client's environment.
     added = {k: v for k, v in os.environ.items() if k not in environment}
@@ -80,8 +76,14 @@ def _prepare(config) -> dict:
     os.chmod(config["socket"], 0o600)
     listener.listen(64)
     return {"listener": listener, "path": config["socket"], "inode": os.stat(config["socket"]).st_ino,
-            "key": config["key"], "added": added, "idle": config["idle"], "threads": threads, "rng": rng, "torch": torch,
+            "key": config["key"], "added": added, "idle": config["idle"], "threads": threads, "torch": torch,
             "main": command.main, "started": time.monotonic(), "served": 0}
+
+
+def _same_key(mine, clients, what):
+    changed = sorted(part for part in clients if mine.get(part) != clients[part])
+    if changed:
+        raise RuntimeError(f"its key ({', '.join(changed)}) {what}")
 
 
 def _warm_up(torch, check_function):
@@ -264,9 +266,9 @@ def _child(go_r, fds, message, state):
     faulthandler.disable()
     warnings.onceregistry.clear()
     warnings._filters_mutated()  # the "shown once" records of the server's warm-up are forgotten
-    random.seed()
+    random.seed()  # as a fresh process: its own random draws, not the server's
     torch = state["torch"]
-    torch.set_rng_state(state["rng"])
+    torch.seed()
     torch.set_num_threads(state["threads"])
     try:
         code = state["main"](message["argv"])
