@@ -195,6 +195,44 @@ def _wait_gone(pid):
     raise AssertionError(f"process {pid} still runs")
 
 
+def test_two_clients_at_once_start_one_server(servers):
+    env = {**servers.env, "NNBASICS_TEST_KEY": "together"}
+    argv = [sys.executable, "-m", "nnbasics.check", SOFTPLUS, *FAST]
+    before = set(servers.sockets())
+    both = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env)
+            for _ in range(2)]
+    done = [proc.communicate(timeout=180) + (proc.returncode,) for proc in both]
+    # a second server would have failed to bind the first one's socket, and its client would have said so
+    assert [(err, code) for _, err, code in done] == [("", 0), ("", 0)]
+    assert len(set(servers.sockets()) - before) == 1
+
+
+def test_a_child_runs_multithreaded_ops_after_the_servers_single_threaded_warm_up(servers, tmp_path):
+    """GNU libgomp can hang in a forked child whose parent ran OpenMP threads: the server runs on one thread."""
+    path = tmp_path / "threads.py"
+    path.write_text(FUNCTION.format(factor=3, sleep=False) + """
+def sample_inputs():
+    torch.set_num_threads(2)
+    a = torch.randn(2048, 2048)
+    assert torch.isfinite(a @ a).all()
+    print("threads", torch.get_num_threads())
+    return (torch.randn(4, dtype=torch.float64, requires_grad=True),)
+""")
+    done = servers.run(f"{path}:Scale", "--checks", "gradcheck")
+    assert done.returncode == 0 and "threads 2" in done.stdout and done.stderr == ""
+
+
+def test_an_idle_server_ends_and_removes_its_socket(servers):
+    env = {"NNBASICS_TEST_KEY": "idle", "NNBASICS_CHECK_SERVER_IDLE": "0.5"}
+    before = set(servers.sockets())
+    assert servers.run(SOFTPLUS, *FAST, env=env).returncode == 0
+    for _ in range(500):
+        if set(servers.sockets()) == before:
+            break
+        time.sleep(0.02)
+    assert set(servers.sockets()) == before
+
+
 def test_ctrl_c_exits_130_and_the_server_lives_on(servers, tmp_path):
     target = _function(tmp_path, sleep=True)
     proc = subprocess.Popen([sys.executable, "-m", "nnbasics.check", target, "--checks", "gradcheck"],

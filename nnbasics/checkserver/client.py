@@ -6,7 +6,6 @@ and SIGHUP to the child that checks, and returns that child's exit status. It re
 should run in this process instead: no target, ``--no-server``, ``NNBASICS_CHECK_SERVER=0``, a platform without
 fork or Unix sockets (silently), or a server that cannot start or answer (with one line on stderr).
 """
-import fcntl
 import json
 import os
 import select
@@ -17,7 +16,7 @@ import sys
 from . import common
 
 PROG = "python -m nnbasics.check"
-START_S = 120.0  # a server's start: torch, Dynamo, AOTAutograd imported and one Function checked (seconds)
+START_S = 30.0  # a server's start: torch, Dynamo, AOTAutograd imported, one Function checked (3.3 s on a quiet 2-core EPYC)
 ANSWER_S = 10.0  # a started server's answer to a request: the forked child's pid
 OFF = ("0", "no", "off", "false")
 # The server's first lines of Python: its sys.path is the client's before anything of nnbasics is imported.
@@ -136,6 +135,8 @@ def _request(sock, found, argv):
 
 def _start(path, found):
     """Start the server of this key (unless another client just did) and connect; None with a warning if it fails."""
+    import fcntl  # POSIX only, as the server is
+
     lock = os.open(path[: -len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -4,8 +4,8 @@ Started by the client (``client._start``) as ``python -c`` with the client's ``s
 it detaches (a session of its own, stdio on /dev/null), imports torch, nnbasics' command line, ``torch._dynamo``
 and ``functorch.compile``, checks a small Function of its own (Dynamo's first-use imports), checks that its key is
 the client's, listens on the socket the key names, and says "ready" on the client's pipe. It ends after
-``NNBASICS_CHECK_SERVER_IDLE`` seconds without a request (default 600), on ``--stop-server`` or on SIGTERM,
-removing its socket.
+``NNBASICS_CHECK_SERVER_IDLE`` seconds without a request (default 600), within 10 s of a change to nnbasics' or
+torch's files (no client's key matches it any more), on ``--stop-server`` or on SIGTERM, removing its socket.
 
 A request is served by two forks: a supervisor, which sends the client the checking child's pid, passes on the
 client's "go", waits for the child and sends back its wait status (and kills the child's process group if the
@@ -33,6 +33,8 @@ import traceback
 import warnings
 
 from . import common
+
+SOURCES_CHECKED_S = 10.0  # how often an idle server looks whether nnbasics or torch changed (then no key reaches it)
 
 
 class _Stop(Exception):
@@ -115,19 +117,29 @@ def _serve(state):
         raise _Stop
 
     signal.signal(signal.SIGTERM, stop)
-    listener.settimeout(state["idle"])
+    last = time.monotonic()
     try:
         while True:
+            left = state["idle"] - (time.monotonic() - last)
+            if left <= 0 or _sources_changed(state):
+                break
+            listener.settimeout(min(left, SOURCES_CHECKED_S))
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
-                break
+                continue
             with conn:
                 _handle(conn, state)
+            last = time.monotonic()
     except _Stop:
         pass
     finally:
         _remove_socket(state)
+
+
+def _sources_changed(state) -> bool:
+    now = common.key()
+    return any(now[part] != state["key"][part] for part in ("torch", "nnbasics"))
 
 
 def _remove_socket(state):
