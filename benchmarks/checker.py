@@ -6,7 +6,8 @@ starts the server) and a later one (the server warm); with the default compile b
 AOTAutograd, no code generation) and with ``inductor``.
 
     python -m benchmarks.checker [--target docs/examples/softplus.py:Softplus] [--rounds 3] [--inductor] [--json F] [--markdown F]
-    python -m benchmarks.checker --quick      (the bare script and one default run: that they work; numbers mean nothing)
+    python -m benchmarks.checker --quick      (the bare script, one run in-process, two through the server: that they
+                                               work; numbers mean nothing)
 
 Each round runs the variants one after the other in fresh processes (bare, the bare script followed by the
 imports that checking torch.func and torch.compile needs (``torch._dynamo``, ``functorch.compile``: the floor of
@@ -36,7 +37,7 @@ VARIANTS = ("bare gradcheck + gradgradcheck", "the bare script + importing Dynam
             "in its own process, cold", "in its own process, warm", "check server, first run (starts the server)",
             "check server, a later run", "inductor, in its own process, cold", "inductor, in its own process, warm",
             "inductor, check server, a later run", "warm, a further Function in the same process")
-BARE, FLOOR, FURTHER = VARIANTS[0], VARIANTS[1], VARIANTS[-1]
+BARE, FLOOR, WARM, SERVER_FIRST, SERVER_LATER, FURTHER = (VARIANTS[i] for i in (0, 1, 3, 4, 5, -1))
 SERVED = "check server"
 
 # The bare script: what a user would run without the checker (the module loaded as the checker loads it).
@@ -140,7 +141,8 @@ def main(argv=None):
     parser.add_argument("--markdown", metavar="FILE")
     parser.add_argument("--inductor", action="store_true", help="also the compile check with --compile-backend inductor, "
                         "caches cold and warm")
-    parser.add_argument("--quick", action="store_true", help="the bare script and one default run: that they work (numbers mean nothing)")
+    parser.add_argument("--quick", action="store_true", help="the bare script, one run in-process and two "
+                        "through the server: that they work (numbers mean nothing)")
     parser.add_argument("--further", metavar="TARGET", help=argparse.SUPPRESS)  # the in-process variant's worker
     args = parser.parse_args(argv)
     if args.further:
@@ -152,7 +154,8 @@ def main(argv=None):
                                 sys.argv[1:] if argv is None else argv)
     header["timer"] = "time.perf_counter around each subprocess; the checks' own Result.seconds"
     before = common.load_average()
-    results = measure(args.target, 1 if args.quick else args.rounds, (BARE, VARIANTS[3]) if args.quick else
+    quick = (BARE, WARM, SERVER_FIRST, SERVER_LATER)
+    results = measure(args.target, 1 if args.quick else args.rounds, quick if args.quick else
                       [v for v in VARIANTS if args.inductor or not v.startswith("inductor")])
     after = common.load_average()
     text = markdown(args.target, results, (before, after))

@@ -80,6 +80,14 @@ def _stdio_fds() -> list:
     return fds
 
 
+def _limits() -> dict:
+    """This process's resource limits (ulimit), which the child takes."""
+    import resource
+
+    names = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_CPU")
+    return {name: resource.getrlimit(getattr(resource, name)) for name in names if hasattr(resource, name)}
+
+
 def _stream(stream) -> dict:
     return {"encoding": getattr(stream, "encoding", None), "errors": getattr(stream, "errors", None),
             "write_through": getattr(stream, "write_through", False)}
@@ -93,7 +101,7 @@ def _request(sock, found, argv):
         stream.flush()
     try:
         common.send(sock, {"op": "check", "key": found, "argv": list(argv), "sys.argv": sys.argv, "cwd": os.getcwd(),
-                           "env": dict(os.environ), "path": sys.path, "umask": umask,
+                           "env": dict(os.environ), "path": sys.path, "umask": umask, "limits": _limits(),
                            "stdio": [_stream(s) for s in (sys.stdin, sys.stdout, sys.stderr)]}, _stdio_fds())
         sock.settimeout(ANSWER_S)
         reply = common.receive(sock)
@@ -112,7 +120,12 @@ def _request(sock, found, argv):
         except OSError:
             pass
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {}
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[s] = signal.signal(s, forward)
+        except ValueError:  # not the main thread: signals reach the process's main thread, not this client
+            break
     try:
         sock.settimeout(None)
         try:

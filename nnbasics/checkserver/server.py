@@ -9,8 +9,8 @@ torch's files (no client's key matches it any more), on ``--stop-server`` or on 
 
 A request is served by two forks: a supervisor, which sends the client the checking child's pid, passes on the
 client's "go", waits for the child and sends back its wait status (and kills the child's process group if the
-client goes away); and the child, which takes the client's cwd, argv, environment, ``sys.path``, umask and
-stdin/stdout/stderr, sets torch's thread count and random seed as a fresh process has them, and runs
+client goes away); and the child, which takes the client's cwd, argv, environment, ``sys.path``, umask, resource
+limits and stdin/stdout/stderr, sets torch's thread count and random seed as a fresh process has them, and runs
 ``nnbasics.testing.command.main``: the same code, output and exit status as the command in the client's process.
 Nothing of the user's is imported into the server itself, so each child loads the user's module fresh.
 
@@ -269,6 +269,7 @@ def _child(go_r, fds, message, state):
     os.close(go_r)
     os.chdir(message["cwd"])
     os.umask(message["umask"])
+    _set_limits(message["limits"])
     os.environ.clear()
     os.environ.update({**state["added"], **message["env"]})
     sys.path[:] = message["path"]
@@ -298,6 +299,16 @@ def _child(go_r, fds, message, state):
         print(code, file=sys.stderr)
         code = 1
     _exit(code)
+
+
+def _set_limits(limits):
+    import resource
+
+    for name, (soft, hard) in limits.items():
+        try:
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        except (AttributeError, ValueError, OSError):
+            pass  # a hard limit above the server's own cannot be raised: the server's stays
 
 
 def _text(fd, stream):
