@@ -7,7 +7,7 @@ does not pay for importing torch, Dynamo and AOTAutograd on every run (as Gradle
   stdin/stdout/stderr (the file descriptors themselves, over the Unix socket) and waits for the exit status,
   forwarding Ctrl-C. Where no server can serve, the command runs in the client's own process.
 - ``server``: the warm process. It has imported torch, nnbasics, ``torch._dynamo`` and ``functorch.compile`` and
-  checked a small Function of its own; for each request it forks a child that takes the client's state and runs
+  checked one of nnbasics' ops; for each request it forks a child that takes the client's state and runs
   the command line's own code (``nnbasics.testing.command``), loading the user's module fresh.
 - ``common``: what both share: where the sockets live, the key a server must match, the messages.
 """

@@ -2,7 +2,7 @@
 
 Started by the client (``client._start``) as ``python -c`` with the client's ``sys.path``, flags and environment,
 it detaches (a session of its own, stdio on /dev/null), imports torch, nnbasics' command line, ``torch._dynamo``
-and ``functorch.compile``, checks a small Function of its own (Dynamo's first-use imports), checks that its key is
+and ``functorch.compile``, checks ``nnbasics.ops.Tanh`` (Dynamo's first-use imports), checks that its key is
 the client's, listens on the socket the key names, and says "ready" on the client's pipe. It ends after
 ``NNBASICS_CHECK_SERVER_IDLE`` seconds without a request (default 600), within 10 s of a change to nnbasics' or
 torch's files (no client's key matches it any more), on ``--stop-server`` or on SIGTERM, removing its socket.
@@ -89,24 +89,12 @@ def _same_key(mine, clients, what):
 
 
 def _warm_up(torch, check_function):
-    """Check a small Function with every check, so that Dynamo's and the checks' first-use imports are done."""
-
-    class Square(torch.autograd.Function):
-        @staticmethod
-        def forward(x):
-            return x * x
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return 2 * x * grad
+    """Check one of nnbasics' ops with every check, so that Dynamo's, AOTAutograd's and the checks' first-use imports
+    are done (its ``jvp`` takes forward-mode AD's too)."""
+    from nnbasics import ops
 
     x = torch.randn(5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
-    check_function(Square, x, reference=lambda x: x * x)
+    check_function(ops.Tanh, x, reference=torch.tanh)
 
 
 def _serve(state):
