@@ -140,6 +140,15 @@ def test_a_failing_function_and_json(servers, tmp_path):
     assert bad_flag.returncode == 2 and bad_flag.stderr == servers.run(target, "--checks", "nonsense", "--no-server").stderr
 
 
+def test_a_function_that_crashes_the_process_ends_the_command_as_it_would_in_its_own(servers, tmp_path):
+    path = tmp_path / "crash.py"
+    path.write_text(FUNCTION.format(factor=3, sleep=False).replace(
+        "        return 3 * x\n", "        import os, signal\n        os.kill(os.getpid(), signal.SIGSEGV)\n", 1))
+    served, alone = (servers.run(f"{path}:Scale", "--checks", "gradcheck", *extra) for extra in ([], ["--no-server"]))
+    assert served.returncode == alone.returncode == -signal.SIGSEGV
+    assert "Segmentation fault" in served.stderr and "Segmentation fault" in alone.stderr  # faulthandler, on its stderr
+
+
 def test_an_edited_file_is_seen_by_the_next_run(servers, tmp_path):
     target = _function(tmp_path, factor=2)
     assert servers.run(target, *FAST).returncode == 1

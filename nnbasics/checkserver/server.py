@@ -231,7 +231,7 @@ def _wait(child, conn) -> int:
         if done:
             return status
         readable, _, _ = select.select(watched, [], [], None if pidfd is not None else 0.02)
-        if conn in readable and not conn.recv(1):
+        if conn in readable and not _recv_or_nothing(conn):
             try:
                 os.killpg(child, signal.SIGKILL)
             except OSError:
@@ -239,22 +239,47 @@ def _wait(child, conn) -> int:
             watched = [pidfd] if pidfd is not None else []
 
 
-def _child(go_r, fds, message, state):
-    """The second fork: become the client's process, run the command line, exit with its status."""
-    for fd in (0, 1, 2):
-        os.dup2(fds[fd], fd)
-    for fd in fds:
-        os.close(fd)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-        signal.signal(s, signal.SIG_DFL)
+def _recv_or_nothing(conn) -> bytes:
     try:
-        go = os.read(go_r, 1)
+        return conn.recv(1)
+    except OSError:
+        return b""
+
+
+def _child(go_r, fds, message, state):
+    """The second fork: become the client's process, run the command line, exit with its status (never returns)."""
+    code = 1
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(fds[fd], fd)
+        for fd in fds:
+            os.close(fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+            signal.signal(s, signal.SIG_DFL)
+        if not os.read(go_r, 1):
+            os._exit(0)  # the client gave up before the check began
+        os.close(go_r)
+        _take_state(message, state)
+        code = state["main"](message["argv"])
+    except SystemExit as exc:
+        code = exc.code
     except KeyboardInterrupt:
-        os._exit(130)
-    if not go:
-        os._exit(0)
-    os.close(go_r)
+        traceback.print_exc()
+        code = 130
+    except BaseException:  # noqa: BLE001 - as Python itself ends on an uncaught exception
+        traceback.print_exc()
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    _exit(code)
+
+
+def _take_state(message, state):
+    """The client's cwd, umask, limits, environment, sys.path, argv and stdio; torch's threads and seed as a fresh
+    process has them."""
     os.chdir(message["cwd"])
     os.umask(message["umask"])
     _set_limits(message["limits"])
@@ -271,22 +296,6 @@ def _child(go_r, fds, message, state):
     torch = state["torch"]
     torch.seed()
     torch.set_num_threads(state["threads"])
-    try:
-        code = state["main"](message["argv"])
-    except SystemExit as exc:
-        code = exc.code
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        code = 130
-    except BaseException:  # noqa: BLE001 - as Python itself ends on an uncaught exception
-        traceback.print_exc()
-        code = 1
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    _exit(code)
 
 
 def _set_limits(limits):
