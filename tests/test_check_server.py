@@ -231,6 +231,27 @@ def sample_inputs():
     assert done.returncode == 0 and "threads 2" in done.stdout and done.stderr == ""
 
 
+def test_inductors_worker_processes_started_in_a_child_end_with_it(servers, tmp_path):
+    """Inductor's compile workers (its SubprocPool: the sidecar and its workers) start in the child, not in the
+    server, and are gone when the command returns: capture_output does not wait on them."""
+    path = tmp_path / "pool.py"
+    path.write_text(FUNCTION.format(factor=3, sleep=False) + """
+def sample_inputs():
+    import subprocess
+    from torch._inductor.async_compile import AsyncCompile
+    AsyncCompile.wait_pool_ready()
+    ps = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
+    print("workers", *(line.split()[0] for line in ps.splitlines() if "compile_worker" in line))
+    return (torch.randn(4, dtype=torch.float64, requires_grad=True),)
+""".replace("import subprocess", "import os, subprocess"))
+    done = servers.run(f"{path}:Scale", "--checks", "gradcheck", env={"TORCHINDUCTOR_COMPILE_THREADS": "2"})
+    assert done.returncode == 0, done.stderr
+    workers = [int(pid) for line in done.stdout.splitlines() if line.startswith("workers") for pid in line.split()[1:]]
+    assert workers
+    for pid in workers:
+        _wait_gone(pid)
+
+
 def test_an_idle_server_ends_and_removes_its_socket(servers):
     env = {"NNBASICS_TEST_KEY": "idle", "NNBASICS_CHECK_SERVER_IDLE": "0.5"}
     before = set(servers.sockets())
