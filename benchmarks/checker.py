@@ -12,7 +12,8 @@ AOTAutograd, no code generation) and with ``inductor``.
 Each round runs the variants one after the other in fresh processes (bare, the bare script followed by the
 imports that checking torch.func and torch.compile needs (``torch._dynamo``, ``functorch.compile``: the floor of
 any such run in one process), cold, warm in the folder the cold run filled, the server's first and a later run (a
-socket directory of the round's own, the server stopped at the round's end), with ``--inductor`` Inductor cold and
+socket directory of the round's own, the server stopped at the round's end), the client alone (``--stop-server``
+where no server runs: Python's start and the client's imports), with ``--inductor`` Inductor cold and
 warm in-process and warm through the server, then a further Function in one process), so that load from other
 jobs falls on all of them alike. Reported per variant: the process's wall clock (Python and torch start-up included), the
 checks' own seconds (the sum of the report's ``seconds``) and the ``compile`` check's; the ratio of each
@@ -35,9 +36,10 @@ from nnbasics.train import files
 
 VARIANTS = ("bare gradcheck + gradgradcheck", "the bare script + importing Dynamo and AOTAutograd",
             "in its own process, cold", "in its own process, warm", "check server, first run (starts the server)",
-            "check server, a later run", "inductor, in its own process, cold", "inductor, in its own process, warm",
+            "check server, a later run", "the client alone (--stop-server, no server running)",
+            "inductor, in its own process, cold", "inductor, in its own process, warm",
             "inductor, check server, a later run", "warm, a further Function in the same process")
-BARE, FLOOR, WARM, SERVER_FIRST, SERVER_LATER, FURTHER = (VARIANTS[i] for i in (0, 1, 3, 4, 5, -1))
+BARE, FLOOR, WARM, SERVER_FIRST, SERVER_LATER, CLIENT, FURTHER = (VARIANTS[i] for i in (0, 1, 3, 4, 5, 6, -1))
 SERVED = "check server"
 
 # The bare script: what a user would run without the checker (the module loaded as the checker loads it).
@@ -84,6 +86,9 @@ def run_once(target, variant, cache_dir, server_dir) -> dict:
         argv = [sys.executable, "-m", "benchmarks.checker", "--further", target]
     if variant in (BARE, FLOOR):
         argv = [sys.executable, "-c", _BARE if variant == BARE else _FLOOR, target]
+    if variant == CLIENT:  # what the client costs on its own: Python's start, its imports, the socket directory
+        argv = [sys.executable, "-m", "nnbasics.check", "--stop-server"]
+        env["NNBASICS_CHECK_SERVER_DIR"] = os.path.join(server_dir, "none")
     if variant.startswith("inductor"):
         env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_dir, "inductor")
         argv += ["--compile-backend", "inductor"]
@@ -98,6 +103,8 @@ def run_once(target, variant, cache_dir, server_dir) -> dict:
         return json.loads(done.stdout)
     if variant in (BARE, FLOOR):
         return {"wall_s": wall, "checks_s": float(done.stdout.split()[-1]), "compile_s": 0.0}
+    if variant == CLIENT:
+        return {"wall_s": wall, "checks_s": 0.0, "compile_s": 0.0}
     report = json.loads(done.stdout)
     seconds = {r["name"]: r["seconds"] for r in report["results"]}
     return {"wall_s": wall, "checks_s": sum(seconds.values()), "compile_s": seconds.get("compile", 0.0)}
@@ -129,7 +136,8 @@ def markdown(target, results, load) -> str:
               "(the bare script: its own seconds) | of which `compile` |"), "|---|---|---|---|---|"]
     for v, r in results.items():
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "1" if v == BARE else ""
-        lines.append(f"| {v} | {r['wall_s']:.1f} s | {ratio} | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
+        wall = f"{r['wall_s']:.1f}" if r["wall_s"] >= 1 else f"{r['wall_s']:.2f}"  # the client: hundredths
+        lines.append(f"| {v} | {wall} s | {ratio} | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
     return "\n".join(lines) + "\n"
 
 

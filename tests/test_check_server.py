@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SOFTPLUS = "docs/examples/softplus.py:Softplus"
 FAST = ["--checks", "gradcheck,reference"]  # the child's share kept short: the server is what is tested
 
-pytestmark = pytest.mark.skipif(not common.supported(), reason="no fork or Unix sockets: the command runs in-process")
+pytestmark = pytest.mark.skipif(not common.supported() or sys.platform != "linux",
+                                reason="Linux: fork, Unix sockets, SO_PEERCRED (a server's pid) and ps --ppid")
 
 FUNCTION = '''
 import pathlib, time
