@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not common.supported() or sys.platform != "linux
                                 reason="Linux: fork, Unix sockets, SO_PEERCRED (a server's pid) and ps --ppid")
 
 FUNCTION = '''
-import pathlib, time
+import os, pathlib, time
 import torch
 
 
@@ -35,7 +35,7 @@ class Scale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         if {sleep}:
-            pathlib.Path(__file__).with_suffix(".started").touch()
+            pathlib.Path(__file__).with_suffix(".started").write_text(str(os.getpid()))
             time.sleep(60)
         return 3 * x
 
@@ -264,7 +264,16 @@ def test_an_idle_server_ends_and_removes_its_socket(servers):
     assert set(servers.sockets()) == before
 
 
-def test_ctrl_c_exits_130_and_the_server_lives_on(servers, tmp_path):
+def _state_soon(pid, state) -> bool:
+    for _ in range(250):
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] == state:
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def test_ctrl_z_and_ctrl_c_reach_the_child_exit_130_and_the_server_lives_on(servers, tmp_path):
     target = _function(tmp_path, sleep=True)
     proc = subprocess.Popen([sys.executable, "-m", "nnbasics.check", target, "--checks", "gradcheck"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=servers.env)
@@ -274,6 +283,11 @@ def test_ctrl_c_exits_130_and_the_server_lives_on(servers, tmp_path):
             break
         time.sleep(0.02)
     assert started.exists(), proc.communicate()
+    child = int(started.read_text())
+    proc.send_signal(signal.SIGTSTP)  # Ctrl-Z stops the child with the client, and fg continues both
+    assert _state_soon(proc.pid, "T") and _state_soon(child, "T")
+    proc.send_signal(signal.SIGCONT)
+    assert _state_soon(child, "S")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)

@@ -2,7 +2,7 @@
 
 ``run(argv)`` finds the server of this process's key (``common.key``) by its socket, starts one if there is none
 (two clients at once start one: the lock file), hands it this process's state and stdio, forwards SIGINT, SIGTERM
-and SIGHUP to the child that checks, and returns that child's exit status. It returns None where the command
+and SIGHUP to the child that checks (Ctrl-Z stops it too), and returns that child's exit status. It returns None where the command
 should run in this process instead: no target, ``--no-server``, ``NNBASICS_CHECK_SERVER=0``, a platform without
 fork or Unix sockets (silently), or a server that cannot start or answer (with one line on stderr).
 """
@@ -22,6 +22,10 @@ OFF = ("0", "no", "off", "false")
 # The server's first lines of Python: its sys.path is the client's before anything of nnbasics is imported.
 _BOOT = ("import json, sys; config = json.loads(sys.stdin.readline()); sys.path[:] = config['path']; "
          "from nnbasics.checkserver import server; server.main(config)")
+
+
+class Refused(Exception):
+    """The server would not take the request (its key is not this client's)."""
 
 
 def wanted(argv, env=os.environ) -> bool:
@@ -64,6 +68,9 @@ def run(argv):
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Refused as exc:
+        warn(f"the check server refused: {exc}")
+        return None
     warn("the check server did not take the request")
     return None
 
@@ -110,8 +117,7 @@ def _request(sock, found, argv):
     if reply is None:
         return None
     if "error" in reply:
-        warn(f"the check server refused: {reply['error']}")
-        return None
+        raise Refused(reply["error"])
     child = reply["pid"]
 
     def forward(signum, frame):
@@ -120,10 +126,18 @@ def _request(sock, found, argv):
         except OSError:
             pass
 
+    def suspend(signum, frame):  # Ctrl-Z: stop the child with this process, continue it with this process
+        forward(signal.SIGSTOP, frame)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)
+        signal.signal(signal.SIGTSTP, suspend)  # here again after SIGCONT
+        forward(signal.SIGCONT, frame)
+
     previous = {}
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for s, handler in ((signal.SIGINT, forward), (signal.SIGTERM, forward), (signal.SIGHUP, forward),
+                       (signal.SIGTSTP, suspend)):
         try:
-            previous[s] = signal.signal(s, forward)
+            previous[s] = signal.signal(s, handler)
         except ValueError:  # not the main thread: signals reach the process's main thread, not this client
             break
     try:
