@@ -13,9 +13,9 @@ Each round runs the variants one after the other in fresh processes (bare, the b
 imports that checking torch.func and torch.compile needs (``torch._dynamo``, ``functorch.compile``: the floor of
 any such run in one process), cold, warm in the folder the cold run filled, the server's first and a later run (a
 socket directory of the round's own, the server stopped at the round's end), the client alone (``--stop-server``
-where no server runs: Python's start and the client's imports), with ``--inductor`` Inductor cold and
-warm in-process and warm through the server, then a further Function in one process), so that load from other
-jobs falls on all of them alike. Reported per variant: the process's wall clock (Python and torch start-up included), the
+where no server runs: Python's start and the client's imports), with ``--inductor`` Inductor cold and warm
+in-process and warm through the server, then a further Function in one process), so that load from other jobs falls
+on all of them alike. Reported per variant: the process's wall clock (Python and torch start-up included), the
 checks' own seconds (the sum of the report's ``seconds``) and the ``compile`` check's; the ratio of each
 round's wall clock to the same round's bare script (the median of those ratios); the median over the rounds,
 and the load average.

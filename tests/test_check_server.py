@@ -68,8 +68,8 @@ class Servers:
                         PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
 
     def run(self, *argv, env=None, **kwargs):
-        return subprocess.run([sys.executable, "-m", "nnbasics.check", *argv], check=False, capture_output=True, text=True,
-                              cwd=REPO_ROOT, env={**self.env, **(env or {})}, timeout=180, **kwargs)
+        return subprocess.run([sys.executable, "-m", "nnbasics.check", *argv], check=False, capture_output=True,
+                              text=True, cwd=REPO_ROOT, env={**self.env, **(env or {})}, timeout=180, **kwargs)
 
     def sockets(self) -> list:
         return sorted(p for p in os.listdir(self.dir) if p.endswith(".sock"))
@@ -138,7 +138,8 @@ def test_a_failing_function_and_json(servers, tmp_path):
     _same(served, servers.run(target, *FAST, "--no-server"))
     _same(servers.run(target, *FAST, "--json"), servers.run(target, *FAST, "--json", "--no-server"), json_report=True)
     bad_flag = servers.run(target, "--checks", "nonsense")
-    assert bad_flag.returncode == 2 and bad_flag.stderr == servers.run(target, "--checks", "nonsense", "--no-server").stderr
+    assert bad_flag.returncode == 2
+    assert bad_flag.stderr == servers.run(target, "--checks", "nonsense", "--no-server").stderr
 
 
 def test_a_function_that_crashes_the_process_ends_the_command_as_it_would_in_its_own(servers, tmp_path):
@@ -330,7 +331,8 @@ def test_no_server_where_the_platform_has_none(monkeypatch):
 
 
 def test_the_client_imports_no_torch(servers):
-    script = ("import sys; sys.argv = ['nnbasics-check', *sys.argv[1:]]; from nnbasics import check; code = check.main(); "
+    script = ("import sys; sys.argv = ['nnbasics-check', *sys.argv[1:]]; from nnbasics import check; "
+              "code = check.main(); "
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'nnbasics')), "
               "file=sys.stderr); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", script, SOFTPLUS, *FAST], check=False, capture_output=True, text=True,
@@ -345,7 +347,8 @@ def test_nnbasics_attributes_are_imported_on_first_use():
 import sys
 import nnbasics
 assert "torch" not in sys.modules and nnbasics.__version__
-assert {"functional", "nn", "__version__"} <= set(dir(nnbasics)) and nnbasics.__all__ == ["functional", "nn", "__version__"]
+assert {"functional", "nn", "__version__"} <= set(dir(nnbasics))
+assert nnbasics.__all__ == ["functional", "nn", "__version__"]
 from nnbasics import functional, nn
 assert nnbasics.functional is functional and nnbasics.nn is nn and "torch" in sys.modules
 assert callable(nnbasics.functional.relu) and nnbasics.nn.Linear

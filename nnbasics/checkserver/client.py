@@ -2,8 +2,8 @@
 
 ``run(argv)`` finds the server of this process's key (``common.key``) by its socket, starts one if there is none
 (two clients at once start one: the lock file), hands it this process's state and stdio, forwards SIGINT, SIGTERM
-and SIGHUP to the child that checks (Ctrl-Z stops it too), and returns that child's exit status. It returns None where the command
-should run in this process instead: no target, ``--no-server``, ``NNBASICS_CHECK_SERVER=0``, a platform without
+and SIGHUP to the child that checks (Ctrl-Z stops it too), and returns that child's exit status. It returns None
+where the command should run in this process instead: no target, ``--no-server``, ``NNBASICS_CHECK_SERVER=0``, a platform without
 fork or Unix sockets (silently), or a server that cannot start or answer (with one line on stderr).
 """
 import json
@@ -16,7 +16,7 @@ import sys
 from . import common
 
 PROG = "python -m nnbasics.check"
-START_S = 30.0  # a server's start: torch, Dynamo, AOTAutograd imported, one Function checked (3.3 s on a quiet 2-core EPYC)
+START_S = 30.0  # a server's start: torch, Dynamo, AOTAutograd imported, one op checked (about 3 s on a 2-core EPYC)
 ANSWER_S = 10.0  # a started server's answer to a request: the forked child's pid
 OFF = ("0", "no", "off", "false")
 # The server's first lines of Python: its sys.path is the client's before anything of nnbasics is imported.
@@ -54,7 +54,8 @@ def run(argv):
     found = common.key()
     path = os.path.join(place, common.digest(found) + ".sock")
     if len(path.encode()) > common.MAX_SOCKET_PATH:
-        warn(f"the socket path {path} is longer than {common.MAX_SOCKET_PATH} bytes (set {common.DIR} to a shorter folder)")
+        warn(f"the socket path {path} is longer than {common.MAX_SOCKET_PATH} bytes (set {common.DIR} to a shorter "
+             "folder)")
         return None
     try:
         for _ in range(2):  # a server that was ending on idle as this client came: start another once

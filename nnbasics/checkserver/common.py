@@ -3,7 +3,8 @@ sockets live in, the key a server must match to answer, and the messages (a 4-by
 
 The key is everything that could make a warm server's answer differ from a fresh process's: the Python
 executable, version and flags, torch's location and version (found without importing torch), the path, mtime and
-size of every nnbasics source file, the client's ``sys.path``, and the environment variables torch, its math
+size of every nnbasics source file, the mtime of each site-packages folder (a package installed or removed), the
+client's ``sys.path``, and the environment variables torch, its math
 libraries, Inductor's compiler and Python read at start-up. Its hash names the socket, so a client with another
 key never reaches that server: it starts its own.
 """
@@ -90,12 +91,25 @@ def _sources() -> list:
     return [root, found]
 
 
+def _packages() -> list:
+    """The mtime of each site-packages folder on sys.path: installing or removing a package changes it (a server has
+    imported sympy, numpy and the rest of what torch needs)."""
+    found = []
+    for path in sys.path:
+        if os.path.basename(path) in ("site-packages", "dist-packages"):
+            try:
+                found.append([path, os.stat(path).st_mtime_ns])
+            except OSError:
+                pass
+    return found
+
+
 def key(env=os.environ) -> dict:
     """Everything a server must share with this process to answer as this process would."""
     names = sorted(k for k in env if (k.startswith(ENV_PREFIXES) or k in ENV_NAMES) and not k.startswith(SWITCH))
     return {"python": [sys.executable, sys.version, subprocess._args_from_interpreter_flags()],
-            "torch": _torch(), "nnbasics": _sources(), "sys.path": [os.path.abspath(p) for p in sys.path],
-            "env": {k: env[k] for k in names}}
+            "torch": _torch(), "nnbasics": _sources(), "packages": _packages(),
+            "sys.path": [os.path.abspath(p) for p in sys.path], "env": {k: env[k] for k in names}}
 
 
 def digest(found: dict) -> str:

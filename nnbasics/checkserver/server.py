@@ -5,7 +5,8 @@ it detaches (a session of its own, stdio on /dev/null), imports torch, nnbasics'
 and ``functorch.compile``, checks ``nnbasics.ops.Tanh`` (Dynamo's first-use imports), checks that its key is
 the client's, listens on the socket the key names, and says "ready" on the client's pipe. It ends after
 ``NNBASICS_CHECK_SERVER_IDLE`` seconds without a request (default 600), within 10 s of a change to nnbasics' or
-torch's files (no client's key matches it any more), on ``--stop-server`` or on SIGTERM, removing its socket.
+torch's files or to a site-packages folder (no client's key matches it any more), on ``--stop-server`` or on
+SIGTERM, removing its socket.
 
 A request is served by two forks: a supervisor, which sends the client the checking child's pid, passes on the
 client's "go", waits for the child and sends back its wait status (and kills the child's process group if the
@@ -34,7 +35,7 @@ import warnings
 
 from . import common
 
-SOURCES_CHECKED_S = 10.0  # how often an idle server looks whether nnbasics or torch changed (then no key reaches it)
+SOURCES_CHECKED_S = 10.0  # how often an idle server looks whether its files changed (then no key reaches it)
 
 
 class _Stop(Exception):
@@ -127,7 +128,7 @@ def _serve(state):
 
 def _sources_changed(state) -> bool:
     now = common.key()
-    return any(now[part] != state["key"][part] for part in ("torch", "nnbasics"))
+    return any(now[part] != state["key"][part] for part in ("torch", "nnbasics", "packages"))
 
 
 def _remove_socket(state):
