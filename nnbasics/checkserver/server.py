@@ -109,17 +109,16 @@ def _serve(state):
     last = time.monotonic()
     try:
         while True:
-            left = state["idle"] - (time.monotonic() - last)
-            if left <= 0 or _sources_changed(state):
-                break
-            listener.settimeout(min(left, SOURCES_CHECKED_S))
+            listener.settimeout(max(min(state["idle"] - (time.monotonic() - last), SOURCES_CHECKED_S), 0.01))
             try:
                 conn, _ = listener.accept()
+                with conn:
+                    _handle(conn, state)
+                last = time.monotonic()
             except TimeoutError:
-                continue
-            with conn:
-                _handle(conn, state)
-            last = time.monotonic()
+                pass
+            if time.monotonic() - last >= state["idle"] or _sources_changed(state):
+                break
     except _Stop:
         pass
     finally:
