@@ -274,17 +274,22 @@ def _state_soon(pid, state) -> bool:
     return False
 
 
-def test_ctrl_z_and_ctrl_c_reach_the_child_exit_130_and_the_server_lives_on(servers, tmp_path):
+def _sleeping_check(servers, tmp_path):
+    """A served check whose forward sleeps: (the client's Popen, the checking child's pid)."""
     target = _function(tmp_path, sleep=True)
     proc = subprocess.Popen([sys.executable, "-m", "nnbasics.check", target, "--checks", "gradcheck"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=servers.env)
     started = tmp_path / "scale.started"
     for _ in range(1500):
-        if started.exists() or proc.poll() is not None:
+        if (started.exists() and started.read_text()) or proc.poll() is not None:
             break
         time.sleep(0.02)
     assert started.exists(), proc.communicate()
-    child = int(started.read_text())
+    return proc, int(started.read_text())
+
+
+def test_ctrl_z_and_ctrl_c_reach_the_child_exit_130_and_the_server_lives_on(servers, tmp_path):
+    proc, child = _sleeping_check(servers, tmp_path)
     proc.send_signal(signal.SIGTSTP)  # Ctrl-Z stops the child with the client, and fg continues both
     assert _state_soon(proc.pid, "T") and _state_soon(child, "T")
     proc.send_signal(signal.SIGCONT)
@@ -293,6 +298,16 @@ def test_ctrl_z_and_ctrl_c_reach_the_child_exit_130_and_the_server_lives_on(serv
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err
+    _wait_gone(child)
+    assert servers.pids() and all(_alive(pid) for pid in servers.pids())
+
+
+def test_sigterm_ends_the_child_and_the_client_with_it(servers, tmp_path):
+    proc, child = _sleeping_check(servers, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM  # as the command in its own process ends on SIGTERM
+    _wait_gone(child)
     assert servers.pids() and all(_alive(pid) for pid in servers.pids())
 
 
