@@ -1,14 +1,20 @@
 """How long ``python -m nnbasics.check FILE.py:NAME`` takes for one small Function, every check included, against
-a bare script that imports torch and runs ``gradcheck`` and ``gradgradcheck`` on the same Function: with empty
-caches (a new ``TORCHINDUCTOR_CACHE_DIR``: cold) and filled ones (the same folder, run again: warm), with the
-default compile backend (``aot_trace``: Dynamo and AOTAutograd, no code generation) and with ``inductor``.
+a bare script that imports torch and runs ``gradcheck`` and ``gradgradcheck`` on the same Function: in the
+command's own process (``--no-server``) with empty caches (a new ``TORCHINDUCTOR_CACHE_DIR``: cold) and filled ones
+(the same folder, run again: warm); through the check server (``nnbasics.checkserver``), the first run (which
+starts the server) and a later one (the server warm); with the default compile backend (``aot_trace``: Dynamo and
+AOTAutograd, no code generation) and with ``inductor``.
 
     python -m benchmarks.checker [--target docs/examples/softplus.py:Softplus] [--rounds 3] [--inductor] [--json F] [--markdown F]
-    python -m benchmarks.checker --quick      (the bare script and one default run: that they work; numbers mean nothing)
+    python -m benchmarks.checker --quick      (the bare script, one run in-process, two through the server: that they
+                                               work; numbers mean nothing)
 
 Each round runs the variants one after the other in fresh processes (bare, the bare script followed by the
 imports that checking torch.func and torch.compile needs (``torch._dynamo``, ``functorch.compile``: the floor of
-any such run), cold, warm in the folder the cold run filled, with ``--inductor`` Inductor cold and warm, then a further Function in one process), so that load from other jobs falls
+any such run in one process), cold, warm in the folder the cold run filled, the server's first and a later run (a
+socket directory of the round's own, the server stopped at the round's end), the client alone (``--stop-server``
+where no server runs: Python's start and the client's imports), with ``--inductor`` Inductor cold and warm
+in-process and warm through the server, then a further Function in one process), so that load from other jobs falls
 on all of them alike. Reported per variant: the process's wall clock (Python and torch start-up included), the
 checks' own seconds (the sum of the report's ``seconds``) and the ``compile`` check's; the ratio of each
 round's wall clock to the same round's bare script (the median of those ratios); the median over the rounds,
@@ -28,9 +34,13 @@ import torch
 from benchmarks import common
 from nnbasics.train import files
 
-VARIANTS = ("bare gradcheck + gradgradcheck", "the bare script + importing Dynamo and AOTAutograd", "cold", "warm",
-            "inductor, cold", "inductor, warm", "warm, a further Function in the same process")
-BARE, FLOOR, FURTHER = VARIANTS[0], VARIANTS[1], VARIANTS[-1]
+VARIANTS = ("bare gradcheck + gradgradcheck", "the bare script + importing Dynamo and AOTAutograd",
+            "in its own process, cold", "in its own process, warm", "check server, first run (starts the server)",
+            "check server, a later run", "the client alone (--stop-server, no server running)",
+            "inductor, in its own process, cold", "inductor, in its own process, warm",
+            "inductor, check server, a later run", "warm, a further Function in the same process")
+BARE, FLOOR, WARM, SERVER_FIRST, SERVER_LATER, CLIENT, FURTHER = (VARIANTS[i] for i in (0, 1, 3, 4, 5, 6, -1))
+SERVED = "check server"
 
 # The bare script: what a user would run without the checker (the module loaded as the checker loads it).
 _BARE = """import importlib.util, sys, time
@@ -53,8 +63,8 @@ _FLOOR = _BARE.replace("print(", "import torch._dynamo, functorch.compile\nprint
 def further(target) -> dict:
     """In this process: check the target once (start-up, imports, Dynamo's first compile), then a fresh subclass of
     it (new code to compile, as the next Function of a test suite would be), and report that second check."""
-    from nnbasics import check
     from nnbasics.testing import check_function
+    from nnbasics.testing import command as check
 
     fn, module = check.load(target)
     inputs = check.sample_inputs(module, target, None, None, "cpu")
@@ -68,25 +78,33 @@ def further(target) -> dict:
     return {"wall_s": wall, "checks_s": sum(seconds.values()), "compile_s": seconds.get("compile", 0.0)}
 
 
-def run_once(target, variant, cache_dir) -> dict:
-    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir)
-    argv = [sys.executable, "-m", "nnbasics.check", target, "--json"]
+def run_once(target, variant, cache_dir, server_dir) -> dict:
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir, NNBASICS_CHECK_SERVER="1",
+               NNBASICS_CHECK_SERVER_DIR=server_dir)
+    argv = [sys.executable, "-m", "nnbasics.check", target, "--json"] + ([] if SERVED in variant else ["--no-server"])
     if variant == FURTHER:
         argv = [sys.executable, "-m", "benchmarks.checker", "--further", target]
     if variant in (BARE, FLOOR):
         argv = [sys.executable, "-c", _BARE if variant == BARE else _FLOOR, target]
+    if variant == CLIENT:  # what the client costs on its own: Python's start, its imports, the socket directory
+        argv = [sys.executable, "-m", "nnbasics.check", "--stop-server"]
+        env["NNBASICS_CHECK_SERVER_DIR"] = os.path.join(server_dir, "none")
     if variant.startswith("inductor"):
-        env["TORCHINDUCTOR_CACHE_DIR"] = cache_dir + "-inductor"
+        env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_dir, "inductor")
         argv += ["--compile-backend", "inductor"]
+        if SERVED in variant:  # "a later run": the first starts this cache folder's server (another key)
+            subprocess.run(argv, check=False, capture_output=True, env=env, timeout=900)
     start = time.perf_counter()
     done = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=900)
     wall = time.perf_counter() - start
-    if done.returncode not in (0, 1):
+    if done.returncode not in (0, 1) or (SERVED in variant and done.stderr):  # stderr: the server did not serve
         raise SystemExit(f"benchmarks.checker: {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
     if variant == FURTHER:
         return json.loads(done.stdout)
     if variant in (BARE, FLOOR):
         return {"wall_s": wall, "checks_s": float(done.stdout.split()[-1]), "compile_s": 0.0}
+    if variant == CLIENT:
+        return {"wall_s": wall, "checks_s": 0.0, "compile_s": 0.0}
     report = json.loads(done.stdout)
     seconds = {r["name"]: r["seconds"] for r in report["results"]}
     return {"wall_s": wall, "checks_s": sum(seconds.values()), "compile_s": seconds.get("compile", 0.0)}
@@ -95,9 +113,14 @@ def run_once(target, variant, cache_dir) -> dict:
 def measure(target, rounds, variants=VARIANTS) -> dict:
     found = {v: [] for v in variants}
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory(prefix="nnbasics-inductor-") as cache:
-            for variant in variants:
-                found[variant].append(run_once(target, variant, cache))
+        with (tempfile.TemporaryDirectory(prefix="nnbasics-inductor-") as cache,
+              tempfile.TemporaryDirectory(prefix="nncs-", dir="/tmp") as servers):  # short: a socket path
+            try:
+                for variant in variants:
+                    found[variant].append(run_once(target, variant, cache, servers))
+            finally:
+                subprocess.run([sys.executable, "-m", "nnbasics.check", "--stop-server"], check=False,
+                               capture_output=True, env=dict(os.environ, NNBASICS_CHECK_SERVER_DIR=servers))
             bare = found[BARE][-1]["wall_s"] if BARE in found else None
             for variant in variants:
                 if bare and variant not in (BARE, FURTHER):
@@ -113,7 +136,8 @@ def markdown(target, results, load) -> str:
               "(the bare script: its own seconds) | of which `compile` |"), "|---|---|---|---|---|"]
     for v, r in results.items():
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "1" if v == BARE else ""
-        lines.append(f"| {v} | {r['wall_s']:.1f} s | {ratio} | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
+        wall = f"{r['wall_s']:.1f}" if r["wall_s"] >= 1 else f"{r['wall_s']:.2f}"  # the client: hundredths
+        lines.append(f"| {v} | {wall} s | {ratio} | {r['checks_s']:.1f} s | {r['compile_s']:.1f} s |")
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +149,8 @@ def main(argv=None):
     parser.add_argument("--markdown", metavar="FILE")
     parser.add_argument("--inductor", action="store_true", help="also the compile check with --compile-backend inductor, "
                         "caches cold and warm")
-    parser.add_argument("--quick", action="store_true", help="the bare script and one default run: that they work (numbers mean nothing)")
+    parser.add_argument("--quick", action="store_true", help="the bare script, one run in-process and two "
+                        "through the server: that they work (numbers mean nothing)")
     parser.add_argument("--further", metavar="TARGET", help=argparse.SUPPRESS)  # the in-process variant's worker
     args = parser.parse_args(argv)
     if args.further:
@@ -137,7 +162,8 @@ def main(argv=None):
                                 sys.argv[1:] if argv is None else argv)
     header["timer"] = "time.perf_counter around each subprocess; the checks' own Result.seconds"
     before = common.load_average()
-    results = measure(args.target, 1 if args.quick else args.rounds, (BARE, "warm") if args.quick else
+    quick = (BARE, WARM, SERVER_FIRST, SERVER_LATER)
+    results = measure(args.target, 1 if args.quick else args.rounds, quick if args.quick else
                       [v for v in VARIANTS if args.inductor or not v.startswith("inductor")])
     after = common.load_average()
     text = markdown(args.target, results, (before, after))

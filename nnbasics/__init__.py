@@ -9,8 +9,23 @@
   ``check_function``, which puts any autograd Function through every check (``docs/checker.md``).
 - ``python -m nnbasics.train``: an MLP on MNIST; ``python -m nnbasics.check``: every op against PyTorch,
   or ``python -m nnbasics.check FILE.py:NAME``: your own Function through every check.
+
+``functional`` and ``nn`` are imported on first use (PEP 562, as torch does for its submodules), so
+that ``import nnbasics`` alone does not import torch: the command line's client (``nnbasics.checkserver``)
+starts in a few hundredths of a second.
 """
-from . import functional, nn
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["functional", "nn", "__version__"]
+_LAZY = ("functional", "nn")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)  # the import binds it here: asked once
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -2,7 +2,7 @@
 parameter marked ``cuda`` is skipped where CUDA is not available, so test files never import
 from here: they ask for the fixture, or mark a CUDA-only parameter with ``pytest.mark.cuda``.
 ``synthetic``, ``tmp_cache`` and ``fake_fetch`` give the data tests a fake MNIST, a private cache
-and a network that stores the fake one and counts its calls."""
+and a network that stores the fake one and counts its calls. The check server is off for the whole session."""
 import os
 
 import pytest
@@ -13,6 +13,9 @@ from nnbasics.functional import IMPLS
 from nnbasics.train.data import cache, idx, sources
 
 CUDA = torch.cuda.is_available()
+# `python -m nnbasics.check` in a test's subprocess checks in its own process: the suite never leaves a check server
+# behind (tests/test_check_server.py turns it on, in a private socket directory, and stops it).
+os.environ["NNBASICS_CHECK_SERVER"] = "0"
 
 
 def pytest_configure(config):

@@ -240,12 +240,14 @@ def test_function_tests_puts_one_test_per_check_into_a_users_suite(tmp_path):
 
 
 def test_the_checker_benchmark_runs(tmp_path):
-    """benchmarks.checker --quick: the bare script and one default run, each a subprocess; numbers not asserted."""
+    """benchmarks.checker --quick: the bare script, one run in-process and two through the check server (which it
+    stops), each a subprocess; numbers not asserted."""
     from benchmarks import checker as bench
 
     out = tmp_path / "checker.json"
     assert bench.main(["--quick", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["header"]["command"].startswith("python -m benchmarks.checker --quick")
-    assert list(report["results"]) == [bench.BARE, "warm"] and report["results"]["warm"]["checks_s"] > 0
-    assert report["results"]["warm"]["ratio"] > 0
+    assert list(report["results"]) == [bench.BARE, bench.WARM, bench.SERVER_FIRST, bench.SERVER_LATER]
+    for variant in (bench.WARM, bench.SERVER_LATER):
+        assert report["results"][variant]["checks_s"] > 0 and report["results"][variant]["ratio"] > 0
