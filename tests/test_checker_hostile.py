@@ -89,3 +89,15 @@ def test_a_real_ctrl_c_still_stops_the_checker(tmp_path, capsys):
     forward = "import os, signal; os.kill(os.getpid(), signal.SIGINT)"
     code, out = _main(capsys, _target(tmp_path, forward=forward))
     assert code == 130 and out.err.strip() == "python -m nnbasics.check: interrupted" and out.out == ""
+
+
+def test_a_cap_too_small_for_the_checker_itself_is_no_traceback(tmp_path):
+    """--max-memory 0.001 leaves the checker 1 MiB above what the process uses: what fails under it is
+    reported (exit 1) or named in one line (exit 2), never a traceback of the checker's own imports."""
+    result = subprocess.run([sys.executable, "-m", "nnbasics.check", _target(tmp_path), "--max-memory", "0.001",
+                             "--compile-backend", "aot_eager"], check=False, capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode in (1, 2), result.stdout + result.stderr
+    if result.returncode == 2:
+        assert len(result.stderr.strip().splitlines()) == 1 and "--max-memory 0.001" in result.stderr, result.stderr

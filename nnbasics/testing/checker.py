@@ -140,6 +140,8 @@ def memory_limit(gib):
     if not gib or now is None:
         yield
         return
+    if "numpy" in sys.modules:  # the checker reseeds NumPy's random state: its lazy import comes before the cap
+        import numpy.random  # noqa: F401
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = now + int(gib * 2 ** 30)
     if hard != resource.RLIM_INFINITY:

@@ -184,6 +184,12 @@ def check_target(parser, args, device) -> int:
             report = _check_target(args, device)
     except (TargetError, ValueError, TypeError) as exc:
         parser.error(str(exc))
+    except (MemoryError, ImportError) as exc:  # the checker's own allocations or imports, past the cap
+        if not cap:
+            raise
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        parser.error(f"--max-memory {args.max_memory:g}: checking needs more than {args.max_memory:g} GiB of address "
+                     f"space above what the process uses ({type(exc).__name__}: {reason}); raise it, or pass 0 for no cap")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
