@@ -277,8 +277,12 @@ def _state_soon(pid, state) -> bool:
 def _sleeping_check(servers, tmp_path):
     """A served check whose forward sleeps: (the client's Popen, the checking child's pid)."""
     target = _function(tmp_path, sleep=True)
+    # A process group of its own, whose parent (this process) is in another group of the same session: such a
+    # group is not orphaned, so Ctrl-Z (SIGTSTP) can stop it. In an orphaned group (a test run detached from
+    # its shell) the kernel discards SIGTSTP's stop, as POSIX says, and the test would depend on how it was run.
     proc = subprocess.Popen([sys.executable, "-m", "nnbasics.check", target, "--checks", "gradcheck"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=servers.env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=servers.env,
+                            process_group=0)
     started = tmp_path / "scale.started"
     for _ in range(1500):
         if (started.exists() and started.read_text()) or proc.poll() is not None:
