@@ -1,10 +1,11 @@
-"""The fast path (``impl="fused"``): the textbook's formulas, compiled, and every speed trick.
+"""The fast path (``impl="fused"``): the textbook's derivatives in one pass each, and every speed trick.
 
 The reference Functions in ``nnbasics.ops`` spell each formula out as a few tensor operations,
 and each operation is a separate pass over memory: the sigmoid's backward ``grad · y · (1 - y)``
-reads and writes three times what PyTorch's single ``sigmoid_backward`` kernel does. Here every
-formula is handed to ``torch.compile`` (``kernels.py``), which fuses it into one loop that reads
-each input once and writes each output once.
+reads and writes three times what PyTorch's single ``sigmoid_backward`` kernel does. Here the
+activations call that kind of kernel itself, and every other formula is handed to
+``torch.compile`` (``kernels.py``), which fuses it into one loop that reads each input once and
+writes each output once.
 
 Nothing is re-derived: each class below subclasses its textbook twin, keeps its ``setup_context``
 (what is saved) and ``jvp``, and replaces only the body of ``forward`` and ``backward``: with
