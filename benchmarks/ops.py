@@ -33,6 +33,13 @@ counted by ``torch.autograd.graph.saved_tensors_hooks`` (``benchmarks.common.Sav
 total over pack calls, unique storages, and storages other than the inputs'); the
 saved ratio compares unique storages. On CUDA also the peak memory allocated during
 forward+backward above what was allocated before (the inputs).
+
+Freed memory stays in the process (``nnbasics.train.allocator``, as in training and
+``benchmarks.train``; ``--malloc-defaults`` leaves glibc's settings): with glibc's defaults, a
+16 MiB tensor freed near the top of the heap may be given back to the system and page-faulted
+in anew by the next call, and whether that happens depends on the order of the small and large
+allocations of each implementation, not on its arithmetic (benchmarks/results/README.md,
+"Page faults in the training step").
 """
 import argparse
 import functools
@@ -48,7 +55,7 @@ import torch
 from benchmarks import common
 from nnbasics.functional import IMPLS
 from nnbasics.testing.registry import OPS, OPS_BY_NAME, ce_make, linear_make
-from nnbasics.train import files
+from nnbasics.train import allocator, files
 
 MODES = ("forward", "backward", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -347,6 +354,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch.get_num_threads(); on a machine shared with "
                         "other jobs, 1 avoids threads waiting for each other's time slices)")
+    p.add_argument("--malloc-defaults", action="store_true",
+                   help="leave glibc's malloc settings as they are (default: keep freed memory for reuse, as "
+                        "nnbasics.train and benchmarks.train do, for every impl: nnbasics/train/allocator.py)")
     p.add_argument("--quick", action="store_true", help="small sizes, one short round: a smoke test (< 60 s)")
     p.add_argument("--json", metavar="FILE", help="write header, notes and rows as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown table (for the README)")
@@ -382,6 +392,8 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.malloc_defaults:
+        allocator.keep_freed_memory()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     header = common.environment(device, dtype, "python -m benchmarks.ops", argv)
     print(f"{header['device_name']} | torch {header['torch']} | {header['threads']} threads | {header['dtype']} | {header['timer']}")

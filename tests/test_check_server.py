@@ -265,6 +265,15 @@ def test_an_idle_server_ends_and_removes_its_socket(servers):
     assert set(servers.sockets()) == before
 
 
+@pytest.mark.parametrize("value", ["ten", "0", "-5", "nan", ""])
+def test_a_bad_idle_setting_is_one_line_naming_it(servers, value):
+    before = set(servers.sockets())
+    done = servers.run(SOFTPLUS, *FAST, env={"NNBASICS_CHECK_SERVER_IDLE": value})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and f"NNBASICS_CHECK_SERVER_IDLE={value!r}" in done.stderr, done.stderr
+    assert set(servers.sockets()) == before  # nothing was started
+
+
 def _state_soon(pid, state) -> bool:
     for _ in range(250):
         with open(f"/proc/{pid}/stat") as f:

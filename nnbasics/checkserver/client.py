@@ -47,6 +47,11 @@ def run(argv):
     if not wanted(argv):
         return None
     try:
+        common.idle_seconds()
+    except ValueError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
         place = common.directory()
     except common.Unsafe as exc:
         warn(f"the check server's directory is not private: {exc}")

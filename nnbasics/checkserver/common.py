@@ -11,6 +11,7 @@ key never reaches that server: it starts its own.
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import socket
 import stat
@@ -117,10 +118,18 @@ def digest(found: dict) -> str:
 
 
 def idle_seconds(env=os.environ) -> float:
-    try:
-        return max(float(env.get(IDLE, IDLE_DEFAULT_S)), 0.1)
-    except ValueError:
+    """``NNBASICS_CHECK_SERVER_IDLE`` (default 600): a positive number of seconds, else ValueError naming the value."""
+    text = env.get(IDLE)
+    if text is None:
         return IDLE_DEFAULT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{IDLE}={text!r} is not a positive number of seconds: set it to one "
+                         f"(e.g. {IDLE}={IDLE_DEFAULT_S:g}) or unset it")
+    return seconds
 
 
 # --------------------------------------------------------------------------- messages
