@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import common, memory, ops, saved, step_parts
+from benchmarks import common, memory, ops, saved, saved_output, step_parts
 from benchmarks import train as bench_train
 from nnbasics import nn as nnb
+from nnbasics import ops as nnops
 from nnbasics import train as nntrain
 from nnbasics.testing import OPS
 
@@ -130,6 +131,24 @@ def test_saved_bytes_in_chains_never_exceed_the_builtins(device, tmp_path):
     assert by["relu", "linear→act→linear", "custom"]["hand_bytes"] == 4 * b * h
     # linear→act→dropout→linear: relu's output, dropout's bool mask, dropout's output
     assert by["relu", "linear→act→dropout→linear", "custom"]["hand_bytes"] == 4 * b * h + b * h + 4 * b * h
+
+
+# --------------------------------------------------------------------------- benchmarks.saved_output
+
+def test_saved_output_compares_what_its_variants_save():
+    """The fast path's leaky_relu saves what the built-in saves (x); the variant saving y, as the textbook does,
+    keeps less in a network (the next Linear holds y anyway). Bytes are deterministic; the times only run."""
+    times, mib = saved_output.mlp_steps(batch=4, rounds=1)
+    assert set(times) == set(mib) == {"builtin", "fused", "saving y"} and all(t > 0 for t in times.values())
+    assert mib["fused"] == mib["builtin"] > mib["saving y"] > 0
+    textbook = {"leaky_relu": lambda x: nnops.LeakyReLU.apply(x, 0.01), "hardtanh": lambda x: nnops.Hardtanh.apply(x, -1.0, 1.0)}
+    for name, variants in saved_output.ACTIVATIONS.items():
+        x = torch.randn(6, 5, requires_grad=True)
+        x.data[0, 0] = float("nan")  # where the built-in hardtanh's rule depends on the position: the textbook's holds
+        want = torch.autograd.grad(textbook[name](x), x, torch.ones(6, 5))[0]
+        for k in ("fused", "saving y"):
+            torch.testing.assert_close(torch.autograd.grad(variants[k](x), x, torch.ones(6, 5))[0], want,
+                                       msg=f"{name} {k}")
 
 
 # --------------------------------------------------------------------------- benchmarks.train
