@@ -146,7 +146,7 @@ def test_saved_output_compares_what_its_variants_save():
         x = torch.randn(6, 5, requires_grad=True)
         x.data[0, 0] = float("nan")  # where the built-in hardtanh's rule depends on the position: the textbook's holds
         want = torch.autograd.grad(textbook[name](x), x, torch.ones(6, 5))[0]
-        for k in ("fused", "saving y"):
+        for k in set(variants) - {"builtin"}:
             torch.testing.assert_close(torch.autograd.grad(variants[k](x), x, torch.ones(6, 5))[0], want,
                                        msg=f"{name} {k}")
 

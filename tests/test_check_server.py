@@ -274,6 +274,24 @@ def test_a_bad_idle_setting_is_one_line_naming_it(servers, value):
     assert set(servers.sockets()) == before  # nothing was started
 
 
+@pytest.mark.parametrize("flag", sorted(client.FLAG_PREFIXES))
+def test_the_client_reads_its_flags_as_the_commands_parser_does(flag):
+    """Every abbreviation of --no-server and --stop-server: the client opts out (or stops the servers) exactly where
+    argparse, parsing the command's own flags, would take the argument for that flag."""
+    from nnbasics.testing.command import make_parser
+
+    dest = flag[2:].replace("-", "_")
+    for end in range(3, len(flag) + 1):
+        arg = flag[:end]
+        parser = make_parser()
+        parser.error = lambda message: (_ for _ in ()).throw(ValueError(message))  # ambiguous: not this flag
+        try:
+            taken = getattr(parser.parse_args(["x.py:F", arg]), dest)
+        except ValueError:
+            taken = False
+        assert client.given(["x.py:F", arg], flag) == taken, arg
+
+
 def _state_soon(pid, state) -> bool:
     for _ in range(250):
         with open(f"/proc/{pid}/stat") as f:

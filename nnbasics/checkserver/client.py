@@ -28,10 +28,26 @@ class Refused(Exception):
     """The server would not take the request (its key is not this client's)."""
 
 
+# The shortest abbreviation of each flag the client reads that argparse takes for it and no other flag of the
+# command (``--no`` could be ``--not-true-gradient``, ``--st`` ``--strict``); tests/test_check_server.py checks
+# these against the command's parser.
+FLAG_PREFIXES = {"--no-server": "--no-", "--stop-server": "--sto"}
+
+
+def given(argv, flag: str) -> bool:
+    """Whether ``flag`` is on the command line, whole or abbreviated as argparse allows."""
+    for arg in argv:
+        if arg == "--":
+            break
+        if arg.startswith(FLAG_PREFIXES[flag]) and flag.startswith(arg):
+            return True
+    return False
+
+
 def wanted(argv, env=os.environ) -> bool:
     """Whether this command line goes to the server: a target (an argument with a colon: a flag's value such as
     ``--device cuda:0`` only sends a command that would run the same in this process), and nothing that opts out."""
-    if env.get(common.SWITCH, "1").strip().lower() in OFF or "--no-server" in argv or not common.supported():
+    if env.get(common.SWITCH, "1").strip().lower() in OFF or given(argv, "--no-server") or not common.supported():
         return False
     return any(":" in a and not a.startswith("-") for a in argv)
 
@@ -42,7 +58,7 @@ def warn(text: str):
 
 def run(argv):
     """The command's exit status from the server's child, or None: run it in this process."""
-    if "--stop-server" in argv:
+    if given(argv, "--stop-server"):
         return stop_servers()
     if not wanted(argv):
         return None

@@ -31,7 +31,8 @@ SERVER_HELP = ("A FILE.py:NAME target is checked by a check server, a warm proce
 TARGET_DTYPES = {**DTYPES, "complex128": torch.complex128, "complex64": torch.complex64}  # --shapes of a target
 
 
-def main(argv=None):
+def make_parser() -> Parser:
+    """The command line of ``python -m nnbasics.check``."""
     parser = Parser(prog="python -m nnbasics.check", description=__doc__.split("\n\n")[0], epilog=SERVER_HELP)
     parser.add_argument("target", nargs="?", help="FILE.py:NAME or package.module:NAME: an autograd.Function subclass "
                         "or a function built on Functions; omit it to check nnbasics' own ops against PyTorch")
@@ -68,6 +69,11 @@ def main(argv=None):
     parser.add_argument("--no-server", action="store_true", help="with a target: check in this process, not in the "
                         "check server (also NNBASICS_CHECK_SERVER=0)")
     parser.add_argument("--stop-server", action="store_true", help="stop every check server of this user and exit")
+    return parser
+
+
+def main(argv=None):
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.stop_server:
         return client.stop_servers()
