@@ -38,9 +38,9 @@ from .kernels import kernel
 # --------------------------------------------------------------------------- activations
 # Where PyTorch has the op's derivative as one kernel of its own (``sigmoid_backward``,
 # ``threshold_backward``, ...: the kernels the built-in ops' autograd calls), the fast path calls it
-# on the tensor the textbook saves: one vectorized pass, which a compiled loop of the same formula
-# does not beat (``python -m benchmarks.derivative_kernels``; docs/fused.md). The forward likewise
-# is the built-in's one op. ``torch.ops.aten`` is PyTorch's public namespace of its ops.
+# on the tensor the textbook saves (leaky_relu: x, below): one vectorized pass, which a compiled
+# loop of the same formula does not beat (``python -m benchmarks.derivative_kernels``;
+# docs/fused.md). The forward likewise is the built-in's one op. ``torch.ops.aten`` is PyTorch's public namespace of its ops.
 _aten = torch.ops.aten
 _hardtanh_derivative_times = kernel(_hardtanh.hardtanh_derivative_times, eager=masks.hardtanh_derivative_times)
 _dropout_derivative_times = kernel(_dropout.dropout_derivative_times, cpu=False)
@@ -80,7 +80,7 @@ class ReLU_(FastApply, ops.ReLU_):
 
 # leaky_relu saves its input x here, as the built-in does, where the textbook saves the output y
 # (which the next layer keeps anyway). The derivative is the same from either, but alone, forward
-# and backward at 4M elements ran 1.06-1.16x the built-in saving y and 1.00-1.05x saving x; in an
+# and backward at 4M elements ran 1.06-1.17x the built-in saving y and 1.00-1.05x saving x; in an
 # MLP's training step the two took the same time (``python -m benchmarks.saved_output``). The
 # in-place variant keeps the textbook's y, as x is overwritten. Hardtanh keeps y: saving x did not
 # change its time (its excess is its compiled backward, below).
