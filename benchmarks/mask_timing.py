@@ -1,5 +1,5 @@
 """The timings behind "Selecting by a mask" in benchmarks/results/README.md: torch.where against
-the fast path's bit selections (nnbasics/fused/masks.py: where_else_zero and select), the fast
+the fast path's bit selection (nnbasics/fused/masks.py: where_else_zero), the fast
 dropout draw's comparison against its clamp form (nnbasics/fused/dropout.py: draw_keep), and ReLU's
 compiled backward written with a comparison or with a bool tensor; on (256, 1024), each pair
 alternated, 2 threads, freed memory kept as ``nnbasics.train`` keeps it. From the repository root:
@@ -12,7 +12,7 @@ import statistics
 import torch
 import torch.utils.benchmark as tb
 
-from nnbasics.fused.masks import select, where_else_zero
+from nnbasics.fused.masks import where_else_zero
 from nnbasics.train import allocator
 
 
@@ -32,12 +32,9 @@ def selections(dtype, gen):
     name = str(dtype).removeprefix("torch.")
     v = torch.randn(256, 1024, generator=gen).to(dtype)
     keep = torch.rand(256, 1024, generator=gen) < 0.5
-    w = v * 0.01
     show(f"select {name} (us):", alternate({"torch.where(keep, v, 0)": lambda: torch.where(keep, v, 0),
                                             "where_else_zero(keep, v)": lambda: where_else_zero(keep, v),
-                                            "v * keep (reference: a multiply)": lambda: v * keep,
-                                            "torch.where(keep, v, w)": lambda: torch.where(keep, v, w),
-                                            "select(keep, v, w)": lambda: select(keep, v, w)}))
+                                            "v * keep (reference: a multiply)": lambda: v * keep}))
     y = torch.randn(256, 1024, generator=gen).to(dtype).clamp_min(0)
     opts = {"dynamic": True, "fullgraph": True, "options": {"cpp.dynamic_threads": True}}
     compare = torch.compile(lambda v, y: torch.where(y <= 0, 0, v), **opts)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nnbasics.fused import dropout
-from nnbasics.fused.masks import select, where_else_zero
+from nnbasics.fused.masks import where_else_zero
 from nnbasics.train import allocator
 
 SPECIAL = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e-40, -3.5, 2.0]
@@ -30,28 +30,6 @@ def test_where_else_zero_is_torch_where_bit_for_bit(dtype, layout, layout_of):
     assert mine.dtype == ref.dtype and mine.stride() == ref.stride()
     bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(dtype, torch.int16)
     assert torch.equal(mine.view(bits), ref.view(bits))  # NaN, inf and the sign of 0 included
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("layout", ["contiguous", "column-major"])
-def test_select_is_torch_where_bit_for_bit(dtype, layout):
-    a, b = _values(dtype, layout), _values(dtype, "contiguous").flip(0)
-    cond = torch.rand(a.shape, generator=torch.Generator().manual_seed(2)) < 0.5
-    mine, ref = select(cond, a, b), torch.where(cond, a, b)
-    assert mine.dtype == ref.dtype and mine.stride() == ref.stride()
-    bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(dtype, torch.int16)
-    assert torch.equal(mine.view(bits), ref.view(bits))
-
-
-def test_select_falls_back_to_torch_where_for_what_it_cannot_do():
-    cond = torch.tensor([True, False, True])
-    a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64)
-    assert torch.equal(select(cond, a, b), torch.where(cond, a, b))  # two dtypes: torch's promotion
-    assert torch.equal(select(cond, a, a[:1]), torch.where(cond, a, a[:1]))  # broadcast
-    a.requires_grad_()
-    out = select(cond, a, a * 2)
-    (grad,) = torch.autograd.grad(out.sum(), a)
-    assert torch.equal(grad, torch.tensor([1.0, 2.0, 1.0]))
 
 
 def test_where_else_zero_stays_differentiable_where_autograd_records():

@@ -12,7 +12,8 @@ than ``bernoulli_`` or ``torch.rand``, which are most of what dropout costs in a
 **The formulas.** ``kernel(..., cpu=False)`` keeps the dropout formulas eager on the CPU
 (Inductor's C++ handles bool masks slowly, torch 2.13), so their eager form here avoids PyTorch's
 slow CPU loops: a bool mask is multiplied as uint8 (``masks.as_factor``), ReLU's mask is
-``y.bool()``, leaky_relu selects on bits (``masks.select``), and the draw's comparison is a clamp.
+``y.bool()``, leaky_relu is ATen's ``leaky_relu`` and ``leaky_relu_backward`` (one kernel each, as
+in ``__init__.py``), and the draw's comparison is a clamp.
 The math is the textbook's (``ops/dropout.py``, ``ops/activation_dropout.py``).
 """
 import torch
@@ -64,10 +65,10 @@ def activation_dropout_forward(x, activation, p, params, keep):
     if activation == "hardtanh":
         y = _hardtanh.hardtanh_forward(x, *params)
         return dropout_derivative_times(y, keep, p), keep & _hardtanh.hardtanh_passes(x, *params)
-    return dropout_derivative_times(masks.leaky_relu_forward(x, *params), keep, p), keep
+    return dropout_derivative_times(torch.ops.aten.leaky_relu(x, *params), keep, p), keep
 
 
 def activation_dropout_derivative_times(v, mask, activation, p, params, z=None):
     """``ops.activation_dropout.activation_dropout_derivative_times`` with this file's formulas."""
     v = dropout_derivative_times(v, mask, p)
-    return masks.leaky_relu_derivative_times(v, z, *params) if activation == "leaky_relu" else v
+    return torch.ops.aten.leaky_relu_backward(v, z, *params, False) if activation == "leaky_relu" else v

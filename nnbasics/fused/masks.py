@@ -50,18 +50,6 @@ def where_else_zero(keep: torch.Tensor, v: torch.Tensor, *, layout_of: str = "ke
     return bits.view(v.dtype)
 
 
-def select(cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.where(cond, a, b)`` for a bool ``cond`` and tensors a, b of its shape and one dtype:
-    the same bits, in ``cond``'s layout, computed as in ``where_else_zero`` where that applies:
-    b's bits XOR (cond times the bits in which a and b differ), which is a's bits where cond holds
-    and b's elsewhere. Three passes, each as cheap as a multiply; ``torch.where`` elsewhere."""
-    as_int = _bits_dtype(cond, a, b)
-    if as_int is None:
-        return torch.where(cond, a, b)
-    a_bits, b_bits = a.view(as_int), b.view(as_int)
-    return (cond * (a_bits ^ b_bits)).bitwise_xor_(b_bits).view(a.dtype)
-
-
 def _bits_dtype(cond: torch.Tensor, *values: torch.Tensor):
     """The integer dtype to select ``values`` on, or None where ``torch.where`` must run: another
     device or dtype, broadcasting, autograd recording, a ``torch.func`` transform, ``torch.compile``."""
@@ -79,11 +67,4 @@ def hardtanh_derivative_times(v, s, min_val, max_val):
     """``ops.hardtanh.hardtanh_derivative_times``, in v's layout."""
     return where_else_zero(_hardtanh.hardtanh_passes(s, min_val, max_val), v, layout_of="v")
 
-
-def leaky_relu_forward(x, negative_slope):
-    return select(x > 0, x, x * negative_slope)
-
-
-def leaky_relu_derivative_times(v, s, negative_slope):
-    return select(s > 0, v, v * negative_slope)
 
