@@ -34,6 +34,10 @@ total over pack calls, unique storages, and storages other than the inputs'); th
 saved ratio compares unique storages. On CUDA also the peak memory allocated during
 forward+backward above what was allocated before (the inputs).
 
+``--control`` adds, per (op, size, mode), a row whose "hand-written" op is the built-in one again,
+timed in the same rounds as a third callable: the ratio a run reports where there is no difference
+at all, so how far from 1.00 a hand-written op's ratio must be before it means anything.
+
 Freed memory stays in the process (``nnbasics.train.allocator``, as in training and
 ``benchmarks.train``; ``--malloc-defaults`` leaves glibc's settings): with glibc's defaults, a
 16 MiB tensor freed near the top of the heap may be given back to the system and page-faulted
@@ -58,6 +62,7 @@ from nnbasics.testing.registry import OPS, OPS_BY_NAME, ce_make, linear_make
 from nnbasics.train import allocator, files
 
 MODES = ("forward", "backward", "fwd+bwd")
+CONTROL = "control"  # --control's rows: the built-in op timed against itself
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 # The sweep, from latency-bound (a few thousand elements: launch and Python overhead
@@ -200,6 +205,9 @@ def _rate(amount, unit, seconds, peak):
 def measure(op, impls, sample, device, dtype, args) -> list:
     """All rows of one op at one size: saved bytes and peak memory once, then each mode timed."""
     fns = {"builtin": op.builtin, **{impl: op.custom(impl) for impl in impls}}
+    if args.control:
+        fns[CONTROL] = op.builtin
+        impls = [*impls, CONTROL]
     with torch.no_grad():
         out = op.builtin(*sample.args, **sample.kwargs)
     grad = torch.ones_like(out) if out.dim() == 0 else torch.randn_like(out)
@@ -260,7 +268,7 @@ def columns(cuda: bool) -> list:
     return COLUMNS if cuda else COLUMNS[:8] + COLUMNS[9:]
 
 
-WIDTHS = {"op": 32, "size": 16, "mode": 8, "impl": 6, "throughput hand / built-in": 26}
+WIDTHS = {"op": 32, "size": 16, "mode": 8, "impl": 7, "throughput hand / built-in": 26}
 
 
 def console_line(values, cuda):
@@ -297,7 +305,7 @@ def plot(path: str, header: dict, rows: list) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "--plot: matplotlib is not installed; no plot written"
-    impls = sorted({r.impl for r in rows}, key=IMPLS.index)
+    impls = sorted({r.impl for r in rows}, key=[*IMPLS, CONTROL].index)
     modes = [m for m in MODES if any(r.mode == m for r in rows)]
     fig, axes = plt.subplots(len(impls), len(modes), figsize=(5 * len(modes), 4 * len(impls)), squeeze=False, sharey=True)
     colors = plt.get_cmap("tab10").colors  # 10 distinct colours, then the same with dashes
@@ -357,6 +365,9 @@ def parse_args(argv):
     p.add_argument("--malloc-defaults", action="store_true",
                    help="leave glibc's malloc settings as they are (default: keep freed memory for reuse, as "
                         "nnbasics.train and benchmarks.train do, for every impl: nnbasics/train/allocator.py)")
+    p.add_argument("--control", action="store_true",
+                   help="also time the built-in op against itself, in the same rounds (impl 'control'): "
+                        "the ratio this run gives where nothing differs")
     p.add_argument("--quick", action="store_true", help="small sizes, one short round: a smoke test (< 60 s)")
     p.add_argument("--json", metavar="FILE", help="write header, notes and rows as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown table (for the README)")
@@ -405,6 +416,9 @@ def main(argv=None) -> int:
 
     if device.type == "cpu" and (warning := common.busy_warning(torch.get_num_threads())):
         note(warning)
+    if args.control:
+        note(f"impl '{CONTROL}' is the built-in op timed against itself in the same rounds: how far its ratio "
+             f"is from 1.00 is this run's noise")
     impls = list(args.impl)
     if not impls:
         print("--impl: name at least one of custom, fused", file=sys.stderr)

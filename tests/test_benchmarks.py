@@ -83,6 +83,24 @@ def test_throughput_is_reported_only_for_large_sizes(tmp_path):
     assert large["unit"] == "GB/s" and large["hand_throughput"] > 0 and large["builtin_throughput"] > 0
 
 
+def test_control_times_the_builtin_against_itself(tmp_path):
+    """--control: one more row per (op, size, mode), the built-in op as the hand-written one, with
+    the built-in's saved bytes; the markdown says what the rows are."""
+    path, table, png = tmp_path / "control.json", tmp_path / "control.md", tmp_path / "control.png"
+    assert ops.main(["--device", "cpu", "--impl", "custom", "--ops", "relu,mse_loss", "--modes", "forward,fwd+bwd",
+                     "--sizes", "1000", "--repeats", "2", "--min-run-time", "0.001", "--control",
+                     "--json", str(path), "--markdown", str(table), "--plot", str(png)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["op"], r["mode"], r["impl"]) for r in rows] == [
+        (op, mode, impl) for op in ("relu", "mse_loss") for mode in ("forward", "fwd+bwd") for impl in ("custom", "control")]
+    for row in rows:
+        if row["impl"] == "control":
+            assert row["hand_saved_unique_bytes"] == row["builtin_saved_unique_bytes"]
+            assert row["saved_ratio"] == 1.0 and 0 < row["time_ratio"] and math.isfinite(row["time_ratio"])
+    assert "the built-in op timed against itself" in table.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_work_counts_minimal_traffic_and_matmul_flops():
     relu = ops.OPS_BY_NAME["relu"].make(1000, "cpu", torch.float32, True)
     assert ops.work("relu", relu, "forward") == (2 * 1000 * 4, "B")  # read x, write y
