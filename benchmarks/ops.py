@@ -217,13 +217,16 @@ def measure(op, impls, sample, device, dtype, args) -> list:
     large = max(t.numel() for t in tensors) >= LARGE
     rows = []
     for mode in args.modes:
-        timed = {k: statements(f, sample, grad, mode) for k, f in fns.items()}
-        seconds = common.time_alternately(timed, device, rounds=args.repeats, min_run_time=args.min_run_time)
-        del timed  # frees the graphs kept for backward
         amount, unit = work(op.name, sample, mode)
         unit = "GB/s" if unit == "B" else "TFLOP/s"
         peak_rate = common.device_peak(common.device_name(device), dtype, unit)
         for impl in impls:
+            # each impl alternates with the built-in on its own, as a program runs one impl: the
+            # textbook's many temporaries, timed in the same rounds, slowed the fast path's activations
+            # by up to a tenth (benchmarks/results/README.md, "One impl at a time")
+            timed = {k: statements(fns[k], sample, grad, mode) for k in ("builtin", impl)}
+            seconds = common.time_alternately(timed, device, rounds=args.repeats, min_run_time=args.min_run_time)
+            del timed  # frees the graphs kept for backward
             hand, hand_share = _rate(amount, unit, seconds[impl], peak_rate) if large else (None, None)
             builtin, builtin_share = _rate(amount, unit, seconds["builtin"], peak_rate) if large else (None, None)
             rows.append(Row(
