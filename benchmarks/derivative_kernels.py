@@ -1,6 +1,7 @@
 """Why the fast path calls ATen's derivative kernels for six ops (docs/fused.md, "ATen's kernels"):
 each backward of sigmoid, tanh, relu, leaky_relu, softmax and log_softmax timed three ways on the
-same saved tensor and upstream gradient, outside autograd, alternating in rounds:
+same saved tensor and upstream gradient, outside autograd, alternating in rounds; and hardtanh's,
+whose fast path keeps the compiled formula (ATen's kernel has no single rule at a NaN input):
 
 - ``aten``: the single kernel PyTorch's own autograd calls (``sigmoid_backward``, ``threshold_backward``, ...);
 - ``compiled``: the textbook's formula (``nnbasics.ops``) compiled as ``nnbasics.fused.kernels`` compiles;
@@ -16,7 +17,7 @@ import functools
 import torch
 
 from benchmarks import common
-from nnbasics.ops import leaky_relu, relu, sigmoid, softmax, tanh
+from nnbasics.ops import hardtanh, leaky_relu, relu, sigmoid, softmax, tanh
 
 aten = torch.ops.aten
 
@@ -35,6 +36,8 @@ def cases(y, x, g):
                     lambda v, y: softmax.softmax_jacobian_times(v, y, 1), (g, p)),
         "log_softmax": (lambda v, z: aten._log_softmax_backward_data(v, z, 1, z.dtype),
                         lambda v, z: softmax.log_softmax_backward(v, z, 1), (g, z)),
+        "hardtanh": (lambda v, y: aten.hardtanh_backward(v, y, -1.0, 1.0),
+                     lambda v, y: hardtanh.hardtanh_derivative_times(v, y, -1.0, 1.0), (g, x.clamp(-1.0, 1.0))),
     }
 
 
