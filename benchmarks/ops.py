@@ -35,8 +35,8 @@ saved ratio compares unique storages. On CUDA also the peak memory allocated dur
 forward+backward above what was allocated before (the inputs).
 
 ``--control`` adds, per (op, size, mode), a row whose "hand-written" op is the built-in one again,
-timed in the same rounds as a third callable: the ratio a run reports where there is no difference
-at all, so how far from 1.00 a hand-written op's ratio must be before it means anything.
+alternating with the built-in as each implementation does: the ratio a run reports where there is
+no difference at all, so how far from 1.00 a hand-written op's ratio must be before it means anything.
 
 Freed memory stays in the process (``nnbasics.train.allocator``, as in training and
 ``benchmarks.train``; ``--malloc-defaults`` leaves glibc's settings): with glibc's defaults, a
@@ -223,7 +223,7 @@ def measure(op, impls, sample, device, dtype, args) -> list:
         for impl in impls:
             # each impl alternates with the built-in on its own, as a program runs one impl: the
             # textbook's many temporaries, timed in the same rounds, slowed the fast path's activations
-            # by up to a tenth (benchmarks/results/README.md, "One impl at a time")
+            # by up to a sixth (benchmarks/results/README.md, "One impl at a time")
             timed = {k: statements(fns[k], sample, grad, mode) for k in ("builtin", impl)}
             seconds = common.time_alternately(timed, device, rounds=args.repeats, min_run_time=args.min_run_time)
             del timed  # frees the graphs kept for backward
@@ -369,7 +369,7 @@ def parse_args(argv):
                    help="leave glibc's malloc settings as they are (default: keep freed memory for reuse, as "
                         "nnbasics.train and benchmarks.train do, for every impl: nnbasics/train/allocator.py)")
     p.add_argument("--control", action="store_true",
-                   help="also time the built-in op against itself, in the same rounds (impl 'control'): "
+                   help="also time the built-in op against itself, alternating as each impl does (impl 'control'): "
                         "the ratio this run gives where nothing differs")
     p.add_argument("--quick", action="store_true", help="small sizes, one short round: a smoke test (< 60 s)")
     p.add_argument("--json", metavar="FILE", help="write header, notes and rows as JSON")
