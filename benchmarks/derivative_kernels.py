@@ -1,11 +1,12 @@
 """Why the fast path calls ATen's derivative kernels for six ops (docs/fused.md, "ATen's kernels"):
 each backward of sigmoid, tanh, relu, leaky_relu, softmax and log_softmax timed three ways on the
 same saved tensor and upstream gradient, outside autograd, alternating in rounds; and hardtanh's,
-whose fast path keeps the compiled formula (ATen's kernel has no single rule at a NaN input):
+whose fast path runs a C loop instead (ATen's kernel has no single rule at a NaN input):
 
 - ``aten``: the single kernel PyTorch's own autograd calls (``sigmoid_backward``, ``threshold_backward``, ...);
 - ``compiled``: the textbook's formula (``nnbasics.ops``) compiled as ``nnbasics.fused.kernels`` compiles;
-- ``textbook``: the same formula run eagerly, op by op.
+- ``textbook``: the same formula run eagerly, op by op;
+- ``c loop``: hardtanh's only, ``nnbasics.fused.cloop``.
 
 From the repository root:
 
@@ -17,9 +18,11 @@ import functools
 import torch
 
 from benchmarks import common
+from nnbasics.fused import cloop
 from nnbasics.ops import hardtanh, leaky_relu, relu, sigmoid, softmax, tanh
 
 aten = torch.ops.aten
+TOLERANCE = {"float32": {"rtol": 2e-2, "atol": 1e-5}, "bfloat16": {"rtol": 6e-2, "atol": 2**-7}}
 
 
 def cases(y, x, g):
@@ -56,14 +59,19 @@ def main(argv=None):
     g = torch.randn(args.rows, args.cols, generator=gen).to(dtype)
     print(f"{common.device_name(cpu)} | torch {torch.__version__} | {args.threads} thread(s) | {args.dtype} "
           f"{args.rows}x{args.cols} | load average {common.load_average()} | median ms, alternating")
-    print(f"{'backward':12} {'aten':>8} {'compiled':>9} {'textbook':>9}  compiled / aten")
+    print(f"{'backward':12} {'aten':>8} {'compiled':>9} {'textbook':>9} {'c loop':>7}  compiled / aten  c loop / aten")
     with torch.no_grad():
         for name, (kernel, formula, inputs) in cases(torch.relu(x), x, g).items():
             compiled = torch.compile(formula, dynamic=True, fullgraph=True, options={"cpp.dynamic_threads": True})
             fns = {k: functools.partial(f, *inputs) for k, f in (("aten", kernel), ("compiled", compiled), ("textbook", formula))}
-            torch.testing.assert_close(fns["compiled"](), fns["aten"](), rtol=2e-2, atol=1e-5)
+            if name == "hardtanh" and cloop.serves(*inputs):
+                fns["c loop"] = functools.partial(cloop.hardtanh_derivative_times, *inputs, -1.0, 1.0)
+            for k in set(fns) - {"aten"}:  # a sanity check: bfloat16's formulas round at every step
+                torch.testing.assert_close(fns[k](), fns["aten"](), **TOLERANCE[args.dtype])
             ms = {k: v * 1e3 for k, v in common.time_alternately(fns, cpu, rounds=args.rounds, min_run_time=0.3).items()}
-            print(f"{name:12} {ms['aten']:8.2f} {ms['compiled']:9.2f} {ms['textbook']:9.2f}  {ms['compiled'] / ms['aten']:.2f}")
+            c_loop = (f"{ms['c loop']:7.2f}", f"{ms['c loop'] / ms['aten']:15.2f}") if "c loop" in ms else (f"{'-':>7}", "")
+            print(f"{name:12} {ms['aten']:8.2f} {ms['compiled']:9.2f} {ms['textbook']:9.2f} {c_loop[0]}  "
+                  f"{ms['compiled'] / ms['aten']:15.2f}{c_loop[1]}")
     print(f"load average after: {common.load_average()}")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import common, memory, ops, saved, saved_output, step_parts
+from benchmarks import common, derivative_kernels, memory, ops, saved, saved_output, step_parts
 from benchmarks import train as bench_train
 from nnbasics import nn as nnb
 from nnbasics import ops as nnops
@@ -149,6 +149,19 @@ def test_saved_bytes_in_chains_never_exceed_the_builtins(device, tmp_path):
     assert by["relu", "linear→act→linear", "custom"]["hand_bytes"] == 4 * b * h
     # linear→act→dropout→linear: relu's output, dropout's bool mask, dropout's output
     assert by["relu", "linear→act→dropout→linear", "custom"]["hand_bytes"] == 4 * b * h + b * h + 4 * b * h
+
+
+# --------------------------------------------------------------------------- benchmarks.derivative_kernels
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_derivative_kernels_times_each_backward_and_hardtanhs_c_loop(dtype, capsys):
+    """Every row is printed once, after its ways agree with ATen's kernel; hardtanh's has the C loop's column.
+    The times only run."""
+    derivative_kernels.main(["--rows", "64", "--cols", "96", "--rounds", "1", "--dtype", dtype])
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:-1]}
+    assert set(rows) == {"sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax", "hardtanh"}
+    assert all(row[4] == "-" and len(row) == 6 for name, row in rows.items() if name != "hardtanh")
+    assert len(rows["hardtanh"]) == 7 and float(rows["hardtanh"][6]) > 0  # c loop / aten
 
 
 # --------------------------------------------------------------------------- benchmarks.saved_output

@@ -162,3 +162,89 @@ def test_cross_entropy_in_bfloat16_compiles_a_float32_loop():
     ulp = 2.0 ** -7  # bfloat16's spacing relative to a value: 8 significant bits
     torch.testing.assert_close(mine.float(), want, rtol=ulp, atol=0)
     torch.testing.assert_close(grad_mine.float(), grad_want, rtol=ulp, atol=1e-30)
+
+
+# --------------------------------------------------------------------------- the C loop of hardtanh's derivative
+
+def _hardtanh_inputs(n, dtype, lo, hi):
+    """n values around and at the bounds, NaN and ±inf among them, NaN also in the very last place
+    (where ATen's hardtanh_backward runs its scalar tail)."""
+    s = torch.linspace(lo - 1, hi + 1, n, dtype=torch.float64).to(dtype)
+    s[:: max(1, n // 7)] = float("nan")
+    s[1::5] = lo
+    s[2::5] = hi
+    s[3:4] = float("inf")
+    s[4:5] = -float("inf")
+    s[-1] = float("nan")
+    v = torch.randn(n, dtype=torch.float64).to(dtype)
+    v[6:7] = float("nan")
+    v[7:8] = float("inf")
+    return v, s
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_c_loop_gives_the_textbooks_bits_at_every_position(dtype, threads):
+    """grad_y where lo < s < hi, +0 elsewhere, NaN s included wherever it stands (the scalar tail
+    of ATen's kernel too), for sizes that are and are not multiples of a vector, on one thread or two,
+    and for a bound that falls between two bfloat16 values (compared in float32, as PyTorch does)."""
+    from nnbasics.fused import cloop
+    from nnbasics.ops import hardtanh
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for n in (1, 15, 17, 33, 4096 + 31, 3 * 65536 + 7):
+            for lo, hi in ((-1.0, 1.0), (0.0, 6.0), (-0.7, 0.7)):
+                v, s = _hardtanh_inputs(n, dtype, lo, hi)
+                with torch.no_grad():
+                    assert cloop.serves(v, s)
+                    got = cloop.hardtanh_derivative_times(v, s, lo, hi)
+                want = hardtanh.hardtanh_derivative_times(v, s, lo, hi)
+                assert got.dtype == dtype and got.shape == v.shape
+                assert torch.equal(got.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+                                   want.view(torch.int16 if dtype == torch.bfloat16 else torch.int32)), (n, lo, hi)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_fused_hardtanh_uses_the_c_loop_where_it_serves_and_the_formula_elsewhere():
+    """Contiguous float32 and bfloat16 CPU tensors go to the C loop; a float64 tensor, an expanded
+    gradient and autograd's recording (double backward) take the other way: all give the textbook's
+    gradient."""
+    from nnbasics.fused import cloop
+    from nnbasics.ops import hardtanh
+
+    x = torch.tensor([-2.0, -1.0, -0.5, float("nan"), 0.5, 1.0, 2.0])
+    with torch.no_grad():
+        assert cloop.serves(x, x) and cloop.serves(x.bfloat16(), x.bfloat16())
+        assert not cloop.serves(x.double(), x.double())
+        assert not cloop.serves(torch.ones(()).expand(7), x)
+        assert not cloop.serves(x[::2], x[::2])
+        assert not cloop.serves(x, x.bfloat16())
+    assert not cloop.serves(x, x)  # grad mode: autograd records what runs
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        xi = x.to(dtype).requires_grad_()
+        y = fused.Hardtanh.apply(xi, -1.0, 1.0)
+        for g in (torch.ones(()).to(dtype).expand(7), torch.arange(7.0).to(dtype)):
+            (got,) = torch.autograd.grad(y, xi, g, retain_graph=True)
+            assert torch.equal(got, hardtanh.hardtanh_derivative_times(g, y.detach(), -1.0, 1.0)), (dtype, g)
+        (got,) = torch.autograd.grad(y, xi, torch.ones_like(y), create_graph=True)
+        assert torch.equal(got.detach(), hardtanh.hardtanh_derivative_times(torch.ones_like(y), y.detach(), -1.0, 1.0))
+
+
+def test_without_a_c_compiler_the_c_loop_says_so_once_and_the_formula_runs(monkeypatch):
+    from nnbasics.fused import cloop
+
+    monkeypatch.setattr(cloop, "_library", None)
+    monkeypatch.setenv("CC", "no-such-compiler-nnbasics")
+    x = torch.linspace(-2, 2, 9)
+    with torch.no_grad():
+        with pytest.warns(RuntimeWarning, match="compiling the C loop of hardtanh's derivative failed .*no C compiler"):
+            assert not cloop.serves(x, x)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="nnbasics.fused")  # said once
+            assert not cloop.serves(x, x)
+    xi = x.clone().requires_grad_()
+    (got,) = torch.autograd.grad(fused.Hardtanh.apply(xi, -1.0, 1.0).sum(), xi)
+    assert torch.equal(got, ((x > -1) & (x < 1)).float())

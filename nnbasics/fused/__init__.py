@@ -13,6 +13,7 @@ PyTorch's own kernel for the same derivative where there is one (the activations
 with the compiled version of the textbook's own formula functions. The other tricks, each with its
 reason and the command that measures it in its module's docstring:
 
+- ``cloop.py``: hardtanh's derivative as a loop in C, one rule at NaN and as fast as ATen's kernel;
 - ``masks.py``: multiplying and selecting by a bool mask on the CPU without PyTorch's slow loops;
 - ``dropout.py``: a dropout draw of 16 random bits per element, and the dropout formulas on the CPU;
 - ``inplace.py``: ``cross_entropy_``, which stores the gradient over the logits during forward;
@@ -30,8 +31,8 @@ from ..ops import cross_entropy as _ce
 from ..ops import hardtanh as _hardtanh
 from ..ops import mse_loss as _mse
 from ..ops import soft_cross_entropy as _soft_ce
+from . import cloop, masks
 from . import dropout as _dropout
-from . import masks
 from ._torch_private import FastApply
 from .kernels import kernel
 
@@ -106,13 +107,16 @@ class LeakyReLU_(FastApply, ops.LeakyReLU_):
 
 
 class Hardtanh(FastApply, ops.Hardtanh):
-    # forward: the textbook's, one ATen op (clamp). Backward: the textbook's formula compiled, not
-    # ATen's ``hardtanh_backward``, which is not one rule at a NaN input (0 in its vectorized loop,
-    # grad_y in its scalar tail: tests/test_opinfo.py, NAN_GRAD_RULE); here a NaN gets 0 everywhere.
+    # forward: the textbook's, one ATen op (clamp). Backward: not ATen's ``hardtanh_backward``,
+    # which is not one rule at a NaN input (0 in its vectorized loop, grad_y in its scalar tail:
+    # tests/test_opinfo.py, NAN_GRAD_RULE), but the textbook's formula as a C loop (``cloop.py``),
+    # else compiled: a NaN gets 0 everywhere.
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _hardtanh_derivative_times(grad_y, *ctx.saved_tensors, ctx.min_val, ctx.max_val), None, None
+        (s,) = ctx.saved_tensors
+        derivative_times = cloop.hardtanh_derivative_times if cloop.serves(grad_y, s) else _hardtanh_derivative_times
+        return derivative_times(grad_y, s, ctx.min_val, ctx.max_val), None, None
 
 
 class Hardtanh_(FastApply, ops.Hardtanh_):
