@@ -420,8 +420,8 @@ def main(argv=None) -> int:
     if device.type == "cpu" and (warning := common.busy_warning(torch.get_num_threads())):
         note(warning)
     if args.control:
-        note(f"impl '{CONTROL}' is the built-in op timed against itself in the same rounds: how far its ratio "
-             f"is from 1.00 is this run's noise")
+        note(f"impl '{CONTROL}' is the built-in op timed against itself, alternating with it as each impl does: "
+             f"how far its ratio is from 1.00 is this run's noise")
     impls = list(args.impl)
     if not impls:
         print("--impl: name at least one of custom, fused", file=sys.stderr)

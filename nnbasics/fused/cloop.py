@@ -9,7 +9,7 @@ Why not one of the other two ways the fast path has:
   same NaN would get a gradient that depends on its position. The textbook's rule is 0 everywhere.
 - ``torch.compile`` of the textbook's formula (``kernels.kernel``) keeps that rule, but its loop
   ran 1.07-1.13x ATen's (one 16-float vector per iteration where ATen's handles two), and with the
-  forward's clamp that left the fused hardtanh at 1.14-1.27x the built-in.
+  forward's clamp the fused hardtanh ran 1.14-1.27x the built-in that way.
 
 The loop below is the formula itself, which the C compiler vectorizes and unrolls
 (``-O3 -funroll-loops -march=native``): ``python -m benchmarks.derivative_kernels`` times it
@@ -59,7 +59,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
     # AVX-512's 512-bit vectors lost to 256-bit ones (with AVX-512's masks) here: 1.03-1.06x ATen's
     # kernel against 0.93-0.95x (2-core AMD EPYC, float32; GCC's default width for Intel's server CPUs)
     FLAGS += ("-mprefer-vector-width=256",)
-DTYPES = ("float32", "bfloat16")
+LOOPS = {torch.float32: "hardtanh_derivative_times_float32", torch.bfloat16: "hardtanh_derivative_times_bfloat16"}
 
 _library = None  # the loaded library; False once compiling failed in this process
 
@@ -95,7 +95,7 @@ def serves(v, s) -> bool:
     """Whether the C loop takes these tensors: plain contiguous CPU tensors of one shape and dtype
     (float32 or bfloat16), outside autograd's recording, ``torch.func`` and ``torch.compile``."""
     return (type(v) is torch.Tensor and type(s) is torch.Tensor and v.device.type == "cpu" == s.device.type
-            and v.dtype == s.dtype and str(v.dtype).removeprefix("torch.") in DTYPES and v.shape == s.shape
+            and v.dtype == s.dtype and v.dtype in LOOPS and v.shape == s.shape
             and v.is_contiguous() and s.is_contiguous() and not torch.is_grad_enabled()
             and not torch.compiler.is_compiling() and has_storage(v) and has_storage(s)
             and _loaded() is not None)
@@ -105,7 +105,7 @@ def hardtanh_derivative_times(v, s, min_val, max_val):
     """v where min_val < s < max_val, else 0, by the C loop: call only where ``serves(v, s)``."""
     out = torch.empty_like(v)
     if v.numel():
-        loop = getattr(_loaded(), "hardtanh_derivative_times_" + str(v.dtype).removeprefix("torch."))
+        loop = getattr(_loaded(), LOOPS[v.dtype])
         loop(ctypes.c_void_p(v.data_ptr()), ctypes.c_void_p(s.data_ptr()), ctypes.c_void_p(out.data_ptr()),
              ctypes.c_int64(v.numel()), ctypes.c_float(min_val), ctypes.c_float(max_val),
              ctypes.c_int(torch.get_num_threads()))
