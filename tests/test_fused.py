@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch._vmap_internals import _vmap
 
-from nnbasics import fused
+from nnbasics import fused, ops
 from nnbasics.fused import kernels as fused_kernels
 from nnbasics.testing import OPS, compare, run_both
 
@@ -163,6 +163,39 @@ def test_cross_entropy_in_bfloat16_compiles_a_float32_loop():
     torch.testing.assert_close(mine.float(), want, rtol=ulp, atol=0)
     torch.testing.assert_close(grad_mine.float(), grad_want, rtol=ulp, atol=1e-30)
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_cross_entropy_saves_each_rows_log_sum_exp_where_compiled(dtype):
+    """Compiled, the forward also computes each row's log-sum-exp, kept in float32 or wider and saved
+    for backward beside the textbook's tensors; the loss the caller gets carries nothing of it.
+    Eagerly (10 classes) only the textbook's tensors are saved. Gradients from it equal the
+    textbook's, and double backward, which differentiates the textbook's formula, too."""
+    rows = 2 * fused_kernels.MIN_ELEMENTS // (2 * fused.MIN_CLASSES) + 1
+    for classes, compiled in ((10, False), (2 * fused.MIN_CLASSES, True)):
+        x = (4 * torch.randn(rows, classes, dtype=torch.float64)).to(dtype).requires_grad_()
+        t = torch.randint(0, classes, (rows,))
+        t[::7] = -100
+        args = (t, None, -100, "mean", 0.1)
+        mine = fused.CrossEntropy.apply(x, *args)
+        assert not hasattr(mine, fused._LSE)
+        saved = mine.grad_fn.saved_tensors
+        assert len(saved) == 3 + compiled, classes
+        if compiled:
+            wide = torch.promote_types(dtype, torch.float32)
+            assert saved[3].dtype == wide
+            torch.testing.assert_close(saved[3], torch.logsumexp(x.detach().to(wide), 1))
+        (grad,) = torch.autograd.grad(mine, x)
+        # compiled, bfloat16 is computed in float32 and rounded once; eagerly it is the textbook's
+        x_want = x.detach().to(saved[3].dtype if compiled else dtype).requires_grad_()
+        (grad_want,) = torch.autograd.grad(ops.CrossEntropy.apply(x_want, *args), x_want)
+        ulp = 2.0 ** -7 if compiled and dtype == torch.bfloat16 else 1e-12
+        torch.testing.assert_close(grad.to(grad_want.dtype), grad_want, rtol=ulp, atol=1e-30)
+        if dtype == torch.float64:
+            v = torch.randn_like(x)
+            hvp = [torch.autograd.grad((torch.autograd.grad(f.apply(x, *args), x, create_graph=True)[0] * v).sum(), x)[0]
+                   for f in (fused.CrossEntropy, ops.CrossEntropy)]
+            torch.testing.assert_close(*hvp)
 
 # --------------------------------------------------------------------------- the C loop of hardtanh's derivative
 

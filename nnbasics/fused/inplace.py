@@ -13,6 +13,7 @@ import torch
 
 from .. import _arguments as arguments
 from ..ops import cross_entropy as _ce
+from ..ops.softmax import shifted
 from . import CrossEntropy
 from .kernels import kernel
 
@@ -22,8 +23,10 @@ CHUNK_BYTES = 64 * 2**20  # rows are processed in chunks of about this size, bou
 def _unreduced_and_partials_(x, target, weight, ignore_index, label_smoothing):
     """The loss of every row, and x overwritten by dl/dx = m·p - q (the textbook's formulas)."""
     valid, t = _ce.valid_targets(target, ignore_index)
-    loss = _ce.cross_entropy_unreduced(x, valid, t, weight, label_smoothing)
-    x.copy_(_ce.cross_entropy_partials(x, valid, t, weight, label_smoothing))
+    s = shifted(x, 1)
+    log_sum = torch.log(torch.exp(s).sum(1))
+    loss = _ce.cross_entropy_unreduced(s, log_sum, valid, t, weight, label_smoothing)
+    x.copy_(_ce.cross_entropy_partials(torch.exp(s - log_sum[:, None]), valid, t, weight, label_smoothing))  # p = e^(s - S)
     return loss
 
 

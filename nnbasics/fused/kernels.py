@@ -67,18 +67,19 @@ def _own_copy(formula):
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def _in_float32(formula, low):
+def _in_float32(formula, low, keep):
     """``formula`` computed in float32 for its ``low``-precision (16-bit) tensors, its tensors cast
-    back to ``low``: inside the compiled loop the casts fuse into the loads and stores."""
+    back to ``low`` but for the tuple positions in ``keep``: inside the compiled loop the casts fuse
+    into the loads and stores."""
     def upcast(*args):
         out = formula(*(a.float() if isinstance(a, torch.Tensor) and a.dtype == low else a for a in args))
         if isinstance(out, tuple):
-            return tuple(o if o is None else o.to(low) for o in out)
+            return tuple(o if o is None or i in keep else o.to(low) for i, o in enumerate(out))
         return out.to(low)
     return upcast
 
 
-def kernel(formula, *, cpu=True, min_elements=None, eager=None, worth=None, float32=False):
+def kernel(formula, *, cpu=True, min_elements=None, eager=None, worth=None, float32=False, keep=frozenset()):
     """``formula`` compiled into one fused loop, where compiling applies (see the module docstring).
 
     Each kind of input (``_kind``: devices, dtypes, ranks, contiguity, option values) gets a
@@ -103,6 +104,8 @@ def kernel(formula, *, cpu=True, min_elements=None, eager=None, worth=None, floa
     ``float32``: compile the formula computed in float32 for 16-bit float inputs, as PyTorch's own
     kernels compute them (its results cast back). Inductor otherwise keeps the formula's
     intermediate tensors (a row's max and sums) in the 16-bit dtype, converting them at every use.
+    ``keep``: the positions of the formula's tuple outputs that stay in float32 (a frozenset: a
+    statistic of each row that backward reads, which 16 bits would round).
 
     If compiling fails (no C++ compiler, ...), the kernel says so in one warning and from then
     on runs the formula eagerly for inputs of that kind, which ``run.fallbacks`` lists;
@@ -126,7 +129,7 @@ def kernel(formula, *, cpu=True, min_elements=None, eager=None, worth=None, floa
                 return eager(*args)
             # cpp.dynamic_threads: without it Inductor's C++ loops over symbolic sizes run on one thread
             low = next((a.dtype for a in args if isinstance(a, torch.Tensor) and a.dtype in _LOW_PRECISION), None)
-            body = _in_float32(formula, low) if float32 and low is not None else formula
+            body = _in_float32(formula, low, keep) if float32 and low is not None else formula
             fn = compiled[kind] = torch.compile(_own_copy(body), dynamic=True, fullgraph=True,
                                                 options={"cpp.dynamic_threads": True})
         try:

@@ -39,22 +39,25 @@ from .softmax import shifted, softmax_forward
 
 def cross_entropy_forward(x, target, weight, ignore_index, reduction, label_smoothing):
     valid, t = valid_targets(target, ignore_index)
-    loss = cross_entropy_unreduced(x, valid, t, weight, label_smoothing)
+    s = shifted(x, 1)  # x - max_c x: the same p, every exponent ≤ 0
+    log_sum = torch.log(torch.exp(s).sum(1))  # S_i = log Σ_c e^(s_ic), so -log p_ic = S_i - s_ic
+    loss = cross_entropy_unreduced(s, log_sum, valid, t, weight, label_smoothing)
     return reduce(loss, reduction, mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
-def cross_entropy_backward(grad_loss, x, target, weight, ignore_index, reduction, label_smoothing):
-    """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula. Returns (N, C)."""
+def cross_entropy_backward(grad_loss, p, target, weight, ignore_index, reduction, label_smoothing):
+    """dL/dx_ij = (dL/dl_i) · (m_i p_ij - q_ij), the per-row factor folded into the formula.
+    p: the softmax of the logits (N, C); returns (N, C)."""
     valid, t = valid_targets(target, ignore_index)
-    total = mean_divisor(reduction, valid, t, weight, x.dtype)
+    total = mean_divisor(reduction, valid, t, weight, p.dtype)
     grad_rows = unreduce(grad_loss, reduction, target, total)
-    return cross_entropy_partials(x, valid, t, weight, label_smoothing, grad_rows)
+    return cross_entropy_partials(p, valid, t, weight, label_smoothing, grad_rows)
 
 
 def cross_entropy_jvp(x_t, x, target, weight, ignore_index, reduction, label_smoothing):
     """dL = reduce(Σ_j dl_i/dx_ij · dx_ij): the same derivative, contracted with the tangent."""
     valid, t = valid_targets(target, ignore_index)
-    grad = cross_entropy_partials(x, valid, t, weight, label_smoothing)
+    grad = cross_entropy_partials(softmax_forward(x, 1), valid, t, weight, label_smoothing)
     return reduce((grad * x_t).sum(1), reduction, mean_divisor(reduction, valid, t, weight, x.dtype))
 
 
@@ -77,7 +80,9 @@ class CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grad_x = cross_entropy_backward(grad_loss, *ctx.saved_tensors, *ctx.options)
+        x, target, weight = ctx.saved_tensors
+        p = softmax_forward(x, 1)  # recomputed from the saved logits
+        grad_x = cross_entropy_backward(grad_loss, p, target, weight, *ctx.options)
         return grad_x, None, None, None, None, None
 
     @staticmethod
@@ -87,51 +92,47 @@ class CrossEntropy(torch.autograd.Function):
 
 # --------------------------------------------------------------------------- the two formulas: l_i and dl_i/dx_ij
 
-def cross_entropy_unreduced(x, valid, t, weight, eps):
-    """l_i for every row, from the rows' validity and class indices. x: (N, C); returns (N,).
-
-    With s = x - max_c x (every exponent ≤ 0, as in softmax.py) and S_i = log Σ_c e^(s_ic),
-    -log p_ic = S_i - s_ic, so no (N, C) tensor of log-probabilities is ever written:
+def cross_entropy_unreduced(s, log_sum, valid, t, weight, eps):
+    """l_i for every row, from the shifted logits s = x - max_c x (N, C; every exponent ≤ 0, as in
+    softmax.py), S_i = log Σ_c e^(s_ic) (``log_sum``, (N,)), the rows' validity and class indices.
+    Returns (N,). As -log p_ic = S_i - s_ic, no (N, C) tensor of log-probabilities is ever written:
 
         l_i = Σ_c q_ic (S_i - s_ic) = m_i S_i - (1 - ε) w_{t_i} s_{i,t_i} - (ε / C) Σ_c w_c s_ic
 
     and every term is non-negative (S_i ≥ 0 ≥ s_ic): no cancellation. Without weights m_i = 1.
     """
-    n_classes = x.shape[1]
+    n_classes = s.shape[1]
     if not n_classes:  # no classes (torch allows it when every row is ignored): l_i = 0
-        return x.new_zeros(x.shape[0])
-    s = shifted(x, 1)
-    log_sum = torch.log(torch.exp(s).sum(1))  # S_i
+        return s.new_zeros(s.shape[0])
     s_t = s.gather(1, t[:, None]).squeeze(1)  # s_{i, t_i}
     if weight is None:  # m_i = 1: l_i = S_i - (1 - ε) s_{i,t_i} - (ε / C) Σ_c s_ic
         loss = torch.add(log_sum, s_t, alpha=-(1 - eps))
         if eps:  # skipped at ε = 0, where a -inf logit would give 0·inf = NaN
             loss = torch.add(loss, s.sum(1), alpha=-eps / n_classes)
     else:
-        loss = (1 - eps) * weight[t].to(x.dtype) * (log_sum - s_t)
+        loss = (1 - eps) * weight[t].to(s.dtype) * (log_sum - s_t)
         if eps:
             loss = loss + eps / n_classes * (weight.sum() * log_sum - s @ weight)
     return torch.where(valid, loss, 0)
 
 
-def cross_entropy_partials(x, valid, t, weight, eps, row_scale=None):
+def cross_entropy_partials(p, valid, t, weight, eps, row_scale=None):
     """dl_i/dx_ij = m_i p_ij - q_ij for every row, times ``row_scale`` (N,) if given, zero on
-    ignored rows. x: (N, C); returns (N, C).
+    ignored rows. p: the softmax of the logits, (N, C); returns (N, C).
 
     q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
     its target part (1 - ε) w_{t_i} is subtracted at (i, t_i) alone, by a scatter of N numbers.
     """
-    n_classes = x.shape[1]
+    n_classes = p.shape[1]
     if not n_classes:  # no classes, every row ignored: nothing to differentiate
-        return x.new_zeros(x.shape)
+        return p.new_zeros(p.shape)
     # 0 on ignored rows: selected, not multiplied, so a NaN scale (all rows ignored: 1/0) stays out
-    r = valid.to(x.dtype) if row_scale is None else torch.where(valid, row_scale, 0)
-    p = softmax_forward(x, 1)
+    r = valid.to(p.dtype) if row_scale is None else torch.where(valid, row_scale, 0)
     if weight is None:  # m_i = 1, and q_ij = (1 - ε) [j = t_i] + ε / C
         grad = (p - eps / n_classes) * r[:, None] if eps else p * r[:, None]
         target_part = -(1 - eps) * r
     else:
-        w_t = weight[t].to(x.dtype)
+        w_t = weight[t].to(p.dtype)
         m = r * ((1 - eps) * w_t + eps / n_classes * weight.sum())
         grad = m[:, None] * p
         if eps:
