@@ -143,10 +143,11 @@ def test_cross_entropy_compiles_only_over_many_classes():
 
 def test_cross_entropy_in_bfloat16_compiles_a_float32_loop():
     """Compiled for bfloat16 logits, the loss and its gradient are computed in float32 and rounded
-    once (kernel(..., float32=True)): they are the float32 results rounded to bfloat16, to one unit
-    in the last place (the built-in, which rounds its log-probabilities to bfloat16 before its
-    backward exponentiates them, is further off), and the compiled kinds are bfloat16's."""
-    forward, backward = fused._cross_entropy_forward, fused._cross_entropy_backward
+    once (the forward by kernel(..., float32=True), the backward by its 16-bit formula): they are
+    the float32 results rounded to bfloat16, to one unit in the last place (the built-in, which
+    rounds its log-probabilities to bfloat16 before its backward exponentiates them, is further
+    off), and the compiled kinds are bfloat16's."""
+    forward, backward = fused._cross_entropy_forward, fused._cross_entropy_backward_16
     classes = 2 * fused.MIN_CLASSES
     rows = 2 * fused_kernels.MIN_ELEMENTS // classes + 1
     x = (4 * torch.randn(rows, classes)).bfloat16().requires_grad_()

@@ -240,9 +240,25 @@ def cross_entropy_backward_from_lse(grad_loss, x, lse, target, weight, ignore_in
                                       reduction, label_smoothing)
 
 
+def cross_entropy_backward_from_lse_16(grad_loss, x, lse, target, weight, ignore_index, reduction, label_smoothing):
+    """The same for 16-bit logits, computed in float32 and rounded once, without an (N, C) float32
+    tensor: the textbook adds the target part by a scatter into the (N, C) part, which the
+    compiled loop must first write whole, in float32, to round it after. Here the (N, C) part
+    is rounded as it is written, and the N sums at the targets, computed in float32 from the
+    same formula, are written over it."""
+    weight = None if weight is None else weight.float()
+    valid, t = _ce.valid_targets(target, ignore_index)
+    grad_rows = _ce.unreduce(grad_loss.float(), reduction, target, _ce.mean_divisor(reduction, valid, t, weight, torch.float32))
+    p = torch.exp(x.float() - lse[:, None])
+    grad, target_part = _ce.cross_entropy_partials_in_two(p, valid, t, weight, label_smoothing, grad_rows)
+    at_targets = grad.gather(1, t[:, None]) + target_part[:, None]
+    return grad.to(x.dtype).scatter(1, t[:, None], at_targets.to(x.dtype))
+
+
 _cross_entropy_forward = kernel(cross_entropy_forward_and_lse, eager=_ce.cross_entropy_forward,
                                 worth=_many_classes, float32=True, keep=frozenset({1}))
-_cross_entropy_backward = kernel(cross_entropy_backward_from_lse, float32=True)
+_cross_entropy_backward = kernel(cross_entropy_backward_from_lse)
+_cross_entropy_backward_16 = kernel(cross_entropy_backward_from_lse_16)
 _LSE = "_nnbasics_cross_entropy_lse"  # the attribute that carries lse from forward to setup_context
 _soft_cross_entropy_backward = kernel(_soft_ce.soft_cross_entropy_backward, float32=True)
 _mse_backward = kernel(_mse.mse_backward)
@@ -286,7 +302,8 @@ class CrossEntropy(FastApply, ops.CrossEntropy):
     def backward(ctx, grad_loss):
         x, target, weight, *lse = ctx.saved_tensors
         if lse and not torch.is_grad_enabled():
-            grad_x = _cross_entropy_backward(grad_loss, x, *lse, target, weight, *ctx.options)
+            from_lse = _cross_entropy_backward_16 if x.dtype in (torch.bfloat16, torch.float16) else _cross_entropy_backward
+            grad_x = from_lse(grad_loss, x, *lse, target, weight, *ctx.options)
         else:
             grad_x = _ce.cross_entropy_backward(grad_loss, softmax_forward(x, 1), target, weight, *ctx.options)
         return grad_x, None, None, None, None, None

@@ -123,9 +123,17 @@ def cross_entropy_partials(p, valid, t, weight, eps, row_scale=None):
     q is never built as an (N, C) one-hot: its smoothing part (ε/C) w_j is one broadcast row, and
     its target part (1 - ε) w_{t_i} is subtracted at (i, t_i) alone, by a scatter of N numbers.
     """
-    n_classes = p.shape[1]
-    if not n_classes:  # no classes, every row ignored: nothing to differentiate
+    if not p.shape[1]:  # no classes, every row ignored: nothing to differentiate
         return p.new_zeros(p.shape)
+    grad, target_part = cross_entropy_partials_in_two(p, valid, t, weight, eps, row_scale)
+    # In place on a tensor just made, and that no backward reads.
+    return grad.scatter_add_(1, t[:, None], target_part[:, None])
+
+
+def cross_entropy_partials_in_two(p, valid, t, weight, eps, row_scale=None):
+    """``cross_entropy_partials`` before its scatter: the (N, C) part, m_i p_ij minus q's smoothing
+    part, and the (N,) target part, -(1 - ε) w_{t_i}, both scaled, to be added at (i, t_i)."""
+    n_classes = p.shape[1]
     # 0 on ignored rows: selected, not multiplied, so a NaN scale (all rows ignored: 1/0) stays out
     r = valid.to(p.dtype) if row_scale is None else torch.where(valid, row_scale, 0)
     if weight is None:  # m_i = 1, and q_ij = (1 - ε) [j = t_i] + ε / C
@@ -138,8 +146,7 @@ def cross_entropy_partials(p, valid, t, weight, eps, row_scale=None):
         if eps:
             grad = torch.addcmul(grad, r[:, None], weight, value=-eps / n_classes)
         target_part = -(1 - eps) * w_t * r
-    # In place on a tensor this function just made, and that no backward reads.
-    return grad.scatter_add_(1, t[:, None], target_part[:, None])
+    return grad, target_part
 
 
 # --------------------------------------------------------------------------- drop-in options: ignore_index and the divisor of 'mean'
