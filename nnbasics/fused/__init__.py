@@ -272,9 +272,9 @@ class CrossEntropy(FastApply, ops.CrossEntropy):
     which is saved. Backward: one pass computing p = e^(x - lse) and writing m · p - q, scaled.
 
     The textbook recomputes the row's max and sum in backward: a third exponential per element,
-    which made the fused loss 1.38x the built-in's backward in float32 and 1.48x in bfloat16 at
-    4194 x 1000 (PyTorch's own softmax kernels use a faster, less exact exponential than
-    Inductor's). Where the formulas run eagerly (fewer than ``MIN_CLASSES`` classes, inside
+    where the built-in computes two, with a faster, less exact exponential than Inductor's
+    (``python -m benchmarks.ops --impl fused --ops cross_entropy --modes forward,backward``;
+    docs/fused.md). Where the formulas run eagerly (fewer than ``MIN_CLASSES`` classes, inside
     ``torch.func`` or ``torch.compile``, small tensors) nothing more is saved, and backward is the
     textbook's, as it is under double backward, which must differentiate it.
 
