@@ -7,8 +7,10 @@ activations call that kind of kernel itself, and every other formula is handed t
 ``torch.compile`` (``kernels.py``), which fuses it into one loop that reads each input once and
 writes each output once.
 
-Nothing is re-derived: each class below subclasses its textbook twin, keeps its ``setup_context``
-(what is saved) and ``jvp``, and replaces only the body of ``forward`` and ``backward``: with
+Nothing is re-derived: each class below subclasses its textbook twin, keeps its ``jvp`` and its
+``setup_context`` (what is saved; leaky_relu saves its input instead of its output, and compiled
+cross-entropy adds each row's log-sum-exp, both below), and replaces the body of ``forward`` and
+``backward``: with
 PyTorch's own kernel for the same derivative where there is one (the activations: see below), else
 with the compiled version of the textbook's own formula functions. The other tricks, each with its
 reason and the command that measures it in its module's docstring:
