@@ -12,9 +12,11 @@ the precision (``float32``, or ``bfloat16``: float32 parameters under bfloat16 a
 
 1. **Step time** (forward, backward, optimiser step) at each batch size, for every impl and
    precision eager and, unless ``--no-compile``, under ``torch.compile`` (``-compiled`` rows; the
-   time of the first, compiling call is reported separately as ``compile_s``). All variants are
-   timed in alternating rounds (``benchmarks.common.time_alternately``) and compared with the
-   built-in eager step of the same precision: ``ratio`` < 1 is faster.
+   time of the first, compiling call is reported separately as ``compile_s``). Each variant is
+   timed alternately with the built-in eager step of the same precision
+   (``benchmarks.common.time_alternately``), in rounds of its own, as a program runs one
+   implementation (``benchmarks/results/README.md``, "One impl at a time"), and compared with the
+   built-in's time in those rounds: ``ratio`` < 1 is faster.
 2. **Bytes saved for backward** by one float32 forward at batch 128, excluding the parameters
    and the batch (which exist anyway): ``total`` sums every saved tensor as autograd's
    hooks see it (a tensor saved by two ops counts twice, as each op asks for it), ``unique``
@@ -27,6 +29,7 @@ the precision (``float32``, or ``bfloat16``: float32 parameters under bfloat16 a
 import argparse
 import dataclasses
 import itertools
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -131,25 +134,45 @@ def parameter_floor(config, sizes, device, amp):
 
 
 def step_times(config, data, device, batch_size, variants, rounds, min_run_time):
-    """Median seconds per training step of each variant (and of each precision's ``floor``,
-    ``matmul_floor``, timed with them), and the compile time of compiled ones."""
+    """Median seconds per training step of each variant and of each precision's ``floor``
+    (``matmul_floor``) and ``params`` (``parameter_floor``); for each, the built-in eager step's
+    time in the same rounds; and the compile time of compiled ones.
+
+    Each callable alternates with the built-in eager step of its precision in rounds of its own;
+    the built-in's own time is the median of those. Without the built-in among the variants,
+    all alternate in one set of rounds, against nothing (``None``)."""
     x, y = first_batch(data, batch_size)
-    fns, compile_s = {}, {}
+    fns, amp_of, compile_s = {}, {}, {}
     sizes = [x.shape[1], *config.hidden, nndata.NUM_CLASSES]
     for amp in sorted({amp for _, _, amp in variants}):
-        fns[_name("floor", False, amp)] = matmul_floor(sizes, batch_size, device, amp)
-        fns[_name("params", False, amp)] = parameter_floor(config, sizes, device, amp)
+        for kind, floor in (("floor", matmul_floor(sizes, batch_size, device, amp)),
+                            ("params", parameter_floor(config, sizes, device, amp))):
+            fns[_name(kind, False, amp)], amp_of[_name(kind, False, amp)] = floor, amp
     for impl, compiled, amp in variants:
         name = _name(impl, compiled, amp)
         model, optimizer, loss_fn = _setup(config, device, compiled, impl)
         fns[name] = lambda m=model, o=optimizer, f=loss_fn, a=amp: nntrain.train_step(m, o, x, y, f, amp=a)
+        amp_of[name] = amp
         start = time.perf_counter()
         fns[name]()  # the first call compiles (and warms up the allocator)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if compiled:
             compile_s[name] = time.perf_counter() - start
-    return common.time_alternately(fns, device, rounds=rounds, min_run_time=min_run_time), compile_s
+    base = {name: _name("builtin", False, amp) for name, amp in amp_of.items()}
+    if not all(b in fns for b in base.values()):
+        return common.time_alternately(fns, device, rounds=rounds, min_run_time=min_run_time), {}, compile_s
+    times, base_times, builtin_runs = {}, {}, {b: [] for b in set(base.values())}
+    for name, fn in fns.items():
+        if name in builtin_runs:
+            continue
+        pair = common.time_alternately({base[name]: fns[base[name]], name: fn}, device, rounds=rounds,
+                                       min_run_time=min_run_time)
+        times[name], base_times[name] = pair[name], pair[base[name]]
+        builtin_runs[base[name]].append(pair[base[name]])
+    for b, runs in builtin_runs.items():
+        times[b] = base_times[b] = statistics.median(runs)
+    return times, base_times, compile_s
 
 
 def saved_bytes(config, data, device, impls, batch_size=128):
@@ -288,9 +311,11 @@ def main(argv=None):
     variants = _variants(impls, precisions, not args.no_compile)
     steps = []
     for batch_size in batch_sizes:
-        times, compile_s = step_times(config, data, device, batch_size, variants, args.rounds, args.min_run_time)
+        times, base_times, compile_s = step_times(config, data, device, batch_size, variants, args.rounds,
+                                                  args.min_run_time)
         for impl, compiled, amp in variants:
-            name, base = _name(impl, compiled, amp), times.get(_name("builtin", False, amp))
+            name = _name(impl, compiled, amp)
+            base = base_times.get(name)
             seconds, floor, params = times[name], times[_name("floor", False, amp)], times[_name("params", False, amp)]
             steps.append({"batch_size": batch_size, "variant": name, "precision": "bfloat16" if amp else "float32",
                           "step_ms": seconds * 1e3, "floor_ms": floor * 1e3, "params_ms": params * 1e3,
@@ -344,10 +369,12 @@ def markdown(result):
     env = result["environment"]
     out = [(f"`{env['command']}` on {env['device_name']} (torch {env['torch']}, {env['threads']} threads, "
             f"load average {env['load_average']}, {env['date']}, commit {env['git_commit']})"), "",
-           ("`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward), timed "
-            "alternately with the steps; `params`: the optimiser step and, under bfloat16 autocast, the weight and "
-            "gradient casts, alone (`parameter_floor`), timed with them; `builtin`: torch.nn with torch.optim's "
-            "defaults; `builtin-tuned`: torch.nn with nnbasics' optimizer choice."), "",
+           ("Each row is timed alternately with the built-in eager step of its precision, in rounds of its own; "
+            "`step / builtin eager` is against the built-in's time in those rounds. "
+            "`floor`: the step's matrix products alone (same shapes, dtype and layouts, forward and backward); "
+            "`params`: the optimiser step and, under bfloat16 autocast, the weight and gradient casts, alone "
+            "(`parameter_floor`); `builtin`: torch.nn with torch.optim's defaults; `builtin-tuned`: torch.nn with "
+            "nnbasics' optimizer choice."), "",
            ("| batch | variant | step ms | floor ms | step / floor | params ms | step / (floor + params) | samples/s "
             "| step / builtin eager | compile s |"),
            "|---|---|---|---|---|---|---|---|---|---|"]

@@ -199,15 +199,25 @@ def test_matmul_floor_does_the_steps_matrix_products():
             ((8, 32), (32, 16)), ((16, 8), (8, 32)), ((8, 16), (16, 32)),
             ((8, 16), (16, 10)), ((10, 8), (8, 16)), ((8, 10), (10, 16))])
 
-def test_quick_training_benchmark(device, tmp_path):
+def test_quick_training_benchmark(device, tmp_path, monkeypatch):
     out_json, out_md = tmp_path / "train.json", tmp_path / "train.md"
     argv = ["--quick", "--no-compile", "--device", device, "--json", str(out_json), "--markdown", str(out_md)]
+    groups, time_alternately = [], bench_train.common.time_alternately
+    monkeypatch.setattr(bench_train.common, "time_alternately", lambda fns, *a, **k: groups.append(list(fns)) or time_alternately(fns, *a, **k))
     assert bench_train.main(argv) == 0
     result = json.loads(out_json.read_text())
     assert {r["variant"] for r in result["steps"]} == {"builtin", "builtin-tuned", "custom", "fused",
                                                        "builtin-bf16", "builtin-tuned-bf16", "custom-bf16", "fused-bf16"}
+    # one implementation at a time: each step (and floor) in rounds of its own with its precision's built-in
+    timed = [name for group in groups for name in group[1:]]
+    assert all(len(g) == 2 and g[0] == ("builtin-bf16" if g[1].endswith("-bf16") else "builtin") for g in groups), groups
+    batch_sizes = {r["batch_size"] for r in result["steps"]}
+    each = {r["variant"] for r in result["steps"]} - {"builtin", "builtin-bf16"} | {"floor", "params", "floor-bf16", "params-bf16"}
+    assert sorted(timed) == sorted(list(each) * len(batch_sizes))
     for r in result["steps"]:
         assert r["step_ms"] > 0 and math.isfinite(r["ratio"])
+        if r["variant"] in ("builtin", "builtin-bf16"):
+            assert r["ratio"] == 1.0
         assert r["floor_ms"] > 0 and r["vs_floor"] == pytest.approx(r["step_ms"] / r["floor_ms"])
     assert "step / floor" in out_md.read_text()
     saved = {r["impl"]: r for r in result["saved"]}
