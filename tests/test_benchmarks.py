@@ -253,8 +253,7 @@ def test_memory_benchmark_ranks_the_cross_entropy_variants(device, tmp_path):
     assert max(losses) - min(losses) < 1e-4  # the same loss, whichever variant computed it
 
 
-
-def test_memory_benchmark_reports_no_ratio_against_a_peak_of_zero(tmp_path, monkeypatch, capsys):
+def test_memory_benchmark_reports_no_ratio_against_a_peak_of_zero(tmp_path, monkeypatch):
     """A step small enough to fit in memory the process already holds leaves the resident
     high-water mark where it was: a peak of 0 bytes gives no ratio ('-'), not a division by zero."""
     peaks, run = {"builtin": 0, "custom": 4096}, subprocess.run
@@ -273,6 +272,7 @@ def test_memory_benchmark_reports_no_ratio_against_a_peak_of_zero(tmp_path, monk
     assert memory.main(argv) == 0
     assert [r["ratio"] for r in json.loads(out.read_text())["results"]] == [None, None]
     assert "| builtin | 0.00 | 0.00 | - |" in (tmp_path / "memory.md").read_text()
+
 
 def test_overhead_benchmark_runs_and_writes_every_variant_and_mode(tmp_path):
     """benchmarks.overhead --quick: a built-in op, an autograd.Function and a custom_op, every mode."""

@@ -165,7 +165,6 @@ def test_cross_entropy_in_bfloat16_compiles_a_float32_loop():
     torch.testing.assert_close(grad_mine.float(), grad_want, rtol=ulp, atol=1e-30)
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_cross_entropy_saves_each_rows_log_sum_exp_where_compiled(dtype):
     """Compiled, the forward also computes each row's log-sum-exp, kept in float32 or wider and saved
@@ -197,6 +196,7 @@ def test_cross_entropy_saves_each_rows_log_sum_exp_where_compiled(dtype):
             hvp = [torch.autograd.grad((torch.autograd.grad(f.apply(x, *args), x, create_graph=True)[0] * v).sum(), x)[0]
                    for f in (fused.CrossEntropy, ops.CrossEntropy)]
             torch.testing.assert_close(*hvp)
+
 
 # --------------------------------------------------------------------------- the C loop of hardtanh's derivative
 
